@@ -1,0 +1,68 @@
+"""Integration tests run against a real API server: the local test bed, or KUBEDAG_KUBECONFIG.
+
+The control plane starts once per session. If it cannot start, every integration test errors
+(never skips): a suite that silently skipped its integration tests would pass for nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from kubedag.testbed import start_control_plane
+from tests.integration.support import Cluster
+
+_started: list[Cluster] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    existing = os.environ.get("KUBEDAG_KUBECONFIG")
+    plane = start_control_plane(existing_kubeconfig=Path(existing) if existing else None)
+    print(f"\ncontrol plane up in {plane.started_in_seconds} s; logs in {plane.log_dir}")
+    handle = Cluster(plane=plane, api_client=plane.api_client())
+    _started.append(handle)
+    try:
+        yield handle
+    finally:
+        handle.api_client.close()
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
+    name = f"kdt-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        try:
+            cluster.core.delete_namespace(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Name the control plane's log folder in every failing integration test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _started:
+        report.sections.append(
+            ("control plane", f"component logs: {_started[0].plane.log_dir}")
+        )
