@@ -33,6 +33,7 @@ ANNOTATION_PROGRESS: Final = f"{API_GROUP}/progress"
 # The worker writes one JSON object: {"outputs": {...}, "usage": {...}, "error": "..."}.
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT: Final = 4096  # bytes; the kubelet truncates beyond this
+ENV_TERMINATION_MESSAGE_PATH: Final = "KUBEDAG_TERMINATION_MESSAGE_PATH"  # overrides the path
 
 # --- Exit codes: what a failed attempt says about retrying -----------------------------------
 EXIT_OK: Final = 0
