@@ -1,0 +1,68 @@
+"""The kubedag API (group kubedag.io, version v1alpha1): the single source of truth for the CRDs.
+
+Python code uses snake_case attributes; JSON/YAML use camelCase. Serialise for the API server
+with `to_k8s`, which drops unset fields.
+"""
+
+from kubedag.api._base import ApiModel, to_k8s
+from kubedag.api.conditions import (
+    CONDITION_SUCCEEDED,
+    CONDITION_VALID,
+    Condition,
+    ConditionStatus,
+    find_condition,
+    set_condition,
+)
+from kubedag.api.params import ParamSpec, ParamType, matches_param_type
+from kubedag.api.pipeline import Pipeline, PipelineDefaults, PipelineSpec, PipelineStatus
+from kubedag.api.resources import DEFAULT_GPU_RESOURCE, Resources, Toleration
+from kubedag.api.retry import RetryPolicy, RetryStrategy
+from kubedag.api.run import PipelineRef, PipelineRun, PipelineRunSpec
+from kubedag.api.stage import EnvVar, FanOut, OutputSpec, Stage, StageType
+from kubedag.api.status import (
+    FanOutStatus,
+    PipelineRunStatus,
+    ResourceUsage,
+    RunPhase,
+    RunProgress,
+    StageCheckpoint,
+    StagePhase,
+)
+
+__all__ = [
+    "CONDITION_SUCCEEDED",
+    "CONDITION_VALID",
+    "DEFAULT_GPU_RESOURCE",
+    "ApiModel",
+    "Condition",
+    "ConditionStatus",
+    "EnvVar",
+    "FanOut",
+    "FanOutStatus",
+    "OutputSpec",
+    "ParamSpec",
+    "ParamType",
+    "Pipeline",
+    "PipelineDefaults",
+    "PipelineRef",
+    "PipelineRun",
+    "PipelineRunSpec",
+    "PipelineRunStatus",
+    "PipelineSpec",
+    "PipelineStatus",
+    "ResourceUsage",
+    "Resources",
+    "RetryPolicy",
+    "RetryStrategy",
+    "RunPhase",
+    "RunProgress",
+    "Stage",
+    "StageCheckpoint",
+    "StagePhase",
+    "StageType",
+    "Toleration",
+    "find_condition",
+    "matches_param_type",
+    "set_condition",
+    "to_k8s",
+]

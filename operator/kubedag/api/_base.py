@@ -1,0 +1,89 @@
+"""The one pydantic base every API model shares, so JSON names and strictness never drift."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+# Kubernetes object names and label values: the API server enforces these on the objects we
+# create from them (Jobs, labels), so rejecting them at apply time gives the earlier message.
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Parameter and output names appear inside CEL (`params.x`) and `$(params.x)`, so they must be
+# identifiers there; a hyphen would read as subtraction.
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Kubernetes resource quantity ("500m", "2Gi", "1.5", "1e3"), as resource.Quantity parses it.
+_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+
+# Length bounds double as CEL cost bounds: the API server estimates a rule's worst case from them.
+MAX_NAME = 63
+MAX_SHORT_TEXT = 256
+MAX_EXPRESSION = 1024
+MAX_DESCRIPTION = 4096
+
+StageName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=DNS1123_LABEL,
+        description="A stage name: a DNS-1123 label (lower-case letters, digits and '-', at "
+        "most 63 characters); it becomes part of Job names and labels.",
+    ),
+]
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=IDENTIFIER,
+        description="An identifier (letters, digits, '_'; not starting with a digit), usable as "
+        "`params.<name>` in CEL and `$(params.<name>)` in substitutions.",
+    ),
+]
+
+
+class ApiModel(BaseModel):
+    """Base of all kubedag API types: camelCase JSON, unknown fields rejected.
+
+    `extra="forbid"` mirrors the API server's pruning of unknown fields with an error instead
+    of silently dropping a misspelt field; `populate_by_name` lets Python code use snake_case.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        validate_default=False,
+    )
+
+
+def to_k8s(model: BaseModel) -> dict[str, Any]:
+    """Serialise a model the way it is stored in the API: camelCase and without unset (None) fields.
+
+    Omitting None keeps a 1,000-stage status compact and avoids `null`s that a structural
+    schema would reject for non-nullable fields.
+    """
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cel_rule(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
+    """One `x-kubernetes-validations` entry: a CEL rule the API server checks at apply time.
+
+    Models carry their rules next to the pydantic validators that enforce the same thing in
+    Python, so the CRD and the operator cannot disagree silently.
+    """
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+# Schema marker: the CRD stores this field as an opaque object (no nested schema, no CEL), for
+# copies of already-validated data such as the pipeline snapshot in a run's status.
+OPAQUE: dict[str, Any] = {"x-kubedag-opaque": True}

@@ -1,0 +1,106 @@
+"""The PipelineRun resource: one execution of a Pipeline with concrete parameter values."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from kubedag.api._base import ApiModel, cel_rule
+from kubedag.api.pipeline import PipelineSpec
+from kubedag.api.status import PipelineRunStatus
+from kubedag.contract import API_GROUP, API_VERSION
+
+
+class PipelineRef(ApiModel):
+    """A Pipeline in the run's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the Pipeline to run (same namespace as the PipelineRun).",
+    )
+
+
+class PipelineRunSpec(ApiModel):
+    """Which pipeline to run, with which parameters, and how."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule(
+                    "has(self.pipelineRef) != has(self.pipelineSpec)",
+                    "set exactly one of pipelineRef or pipelineSpec",
+                ),
+            ]
+        }
+    )
+
+    pipeline_ref: PipelineRef | None = Field(
+        default=None,
+        description="The Pipeline to run. Exactly one of pipelineRef or pipelineSpec.",
+    )
+    pipeline_spec: PipelineSpec | None = Field(
+        default=None,
+        description="An inline pipeline, for one-off runs. Exactly one of pipelineRef or "
+        "pipelineSpec.",
+    )
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Parameter values by name; any JSON value matching the declared type. "
+        "Unset parameters take their default.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="While true no new stage starts (running ones finish); phase is Paused. "
+        "Set back to false to continue.",
+    )
+    cancel: bool = Field(
+        default=False,
+        description="Set to true to stop the run: running Jobs are deleted, pending stages are "
+        "Cancelled and the run ends Cancelled. Cannot be undone.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Validate and plan only: the status shows the stages that would run, "
+        "and no Job is created.",
+    )
+    resume_from: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Name of an earlier PipelineRun (same namespace) whose Succeeded stages "
+        "are reused, with their outputs, instead of being run again.",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="Among runs waiting for capacity, higher priority starts stages first.",
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, description="Overrides the pipeline's timeoutSeconds for this run."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description="Delete the finished run (and its Jobs) this many seconds after it ends.",
+    )
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> PipelineRunSpec:
+        if (self.pipeline_ref is None) == (self.pipeline_spec is None):
+            raise ValueError("set exactly one of pipelineRef or pipelineSpec")
+        return self
+
+
+class PipelineRun(ApiModel):
+    """One execution of a pipeline; its status checkpoints every stage."""
+
+    api_version: str = Field(default=f"{API_GROUP}/{API_VERSION}", description="API version.")
+    kind: Literal["PipelineRun"] = Field(default="PipelineRun", description="PipelineRun")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: PipelineRunSpec = Field(
+        description="What to run: a Pipeline (by reference or inline), parameter values, and "
+        "controls to suspend, cancel, dry-run or resume the run."
+    )
+    status: PipelineRunStatus | None = Field(default=None, description="Observed state.")

@@ -1,0 +1,238 @@
+"""A stage: one unit of work of a Pipeline, run as a Kubernetes Job."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field, model_validator
+
+from kubedag.api._base import (
+    MAX_DESCRIPTION,
+    MAX_EXPRESSION,
+    MAX_SHORT_TEXT,
+    ApiModel,
+    Identifier,
+    StageName,
+    cel_rule,
+)
+from kubedag.api.resources import Resources, Toleration
+from kubedag.api.retry import RetryPolicy
+
+# A C-identifier-like env var name, as core/v1 EnvVar validation allows.
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+PROCESSOR = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+PARAM_REFERENCE = r"^\$\(params\.[A-Za-z_][A-Za-z0-9_]*\)$"
+MAX_STAGE_DEPENDENCIES = 64
+MAX_ARGS = 64
+MAX_OUTPUTS = 32
+MAX_FANOUT_ITEMS = 1000
+
+
+class StageType(StrEnum):
+    """What a stage does; informational for people and dashboards, scheduling is the same."""
+
+    PROCESSOR = "processor"
+    VALIDATOR = "validator"
+    TRANSFORMER = "transformer"
+    ROUTER = "router"
+    AGGREGATOR = "aggregator"
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the stage's container."""
+
+    name: str = Field(
+        min_length=1, max_length=MAX_SHORT_TEXT, pattern=ENV_NAME, description="Variable name."
+    )
+    value: str = Field(
+        default="",
+        max_length=MAX_DESCRIPTION,
+        description="Value; `$(params.<name>)` and `$(stages.<stage>.outputs.<key>)` are "
+        "substituted before the Job is created.",
+    )
+
+
+class FanOut(ApiModel):
+    """Run one stage over many items as one Indexed Job, `batchSize` items per pod."""
+
+    # No CEL rule for "exactly one of items/itemsFrom": CEL cannot see untyped (free-form)
+    # fields such as `items`, so the operator's validation reports it instead.
+
+    items: list[Any] | None = Field(
+        default=None,
+        max_length=MAX_FANOUT_ITEMS,
+        description="The items, any JSON values. Exactly one of items or itemsFrom.",
+    )
+    items_from: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        pattern=PARAM_REFERENCE,
+        description="An array parameter holding the items, written `$(params.<name>)`.",
+    )
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="At most this many pods at once (the Job's parallelism); default: all.",
+    )
+    batch_size: int = Field(
+        default=1, ge=1, le=10000, description="Items handed to each pod (completion index)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FanOut:
+        if (self.items is None) == (self.items_from is None):
+            raise ValueError("fanOut needs exactly one of items or itemsFrom")
+        return self
+
+
+class OutputSpec(ApiModel):
+    """A declared output of a stage, so downstream `when` expressions and docs can rely on it."""
+
+    name: Identifier = Field(
+        description="Output key, read downstream as `stages.<stage>.outputs.<name>`."
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION, description="What the output holds."
+    )
+
+
+class Stage(ApiModel):
+    """One step of the DAG, run as a Kubernetes Job once its dependencies are done."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel_rule(
+                    "!(has(self.command) && has(self.processor))",
+                    "set either command or processor, not both",
+                ),
+                cel_rule(
+                    "!has(self.command) || has(self.image)", "a stage with a command needs an image"
+                ),
+                cel_rule(
+                    "has(self.processor) || has(self.image)",
+                    "set processor, or image (with or without command)",
+                ),
+                cel_rule(
+                    "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+                    "a stage cannot depend on itself",
+                    field_path=".dependsOn",
+                ),
+            ]
+        }
+    )
+
+    name: StageName = Field(
+        description="Stage name, unique within the Pipeline (including `finally`): a DNS-1123 "
+        "label of at most 63 characters. Used in dependsOn, CEL and Job names."
+    )
+    type: StageType = Field(
+        default=StageType.PROCESSOR,
+        description="Kind of work: processor, validator, transformer, router or aggregator. "
+        "Informational; every type runs the same way.",
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        description="Container image. For a stage with a processor it defaults to "
+        "`spec.defaults.image`, else the operator's worker image; required with command, or "
+        "alone to run the image's own entrypoint.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ARGS,
+        description="Container command (entrypoint). Mutually exclusive with processor.",
+    )
+    args: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ARGS,
+        description="Arguments to the command or entrypoint; `$(params.x)` and "
+        "`$(stages.s.outputs.k)` are substituted.",
+    )
+    processor: str | None = Field(
+        default=None,
+        max_length=MAX_SHORT_TEXT,
+        pattern=PROCESSOR,
+        description="A Python callable `package.module:function` that the worker image runs; "
+        "mutually exclusive with command.",
+    )
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=MAX_ARGS, description="Extra environment variables."
+    )
+    depends_on: list[StageName] | None = Field(
+        default=None,
+        max_length=MAX_STAGE_DEPENDENCIES,
+        description="Stages that must be done (Succeeded or Skipped) before this one starts.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    when: str | None = Field(
+        default=None,
+        max_length=MAX_EXPRESSION,
+        description="A CEL condition over `params` and `stages.<name>.outputs` of upstream "
+        "stages; when false the stage is Skipped (and counts as done). "
+        "Example: `stages.extract.outputs.scanned_pages > 0`.",
+    )
+    resources: Resources | None = Field(
+        default=None, description="CPU, memory, scratch storage and GPUs of the stage's pod."
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="Node labels the pod must match; merged over `spec.defaults.nodeSelector`.",
+    )
+    pod_annotations: dict[str, str] | None = Field(
+        default=None,
+        description="Annotations of the stage's pod, merged over "
+        "`spec.defaults.podAnnotations` (e.g. for a service mesh or a log shipper).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None,
+        max_length=32,
+        description="Tolerations of the pod, added to `spec.defaults.tolerations`.",
+    )
+    pod_annotations: dict[str, str] | None = Field(
+        default=None,
+        description="Annotations put on the stage's pods; merged over "
+        "`spec.defaults.podAnnotations`.",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None, description="Retries after a failed attempt; default: no retry."
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deadline of one attempt (the Job's activeDeadlineSeconds), multiplied by "
+        "`spec.stageTimeoutMultiplier`. A timed-out attempt may be retried.",
+    )
+    critical: bool = Field(
+        default=True,
+        description="If false, the stage's failure does not fail the run: it is recorded and "
+        "dependents of a failed non-critical stage are skipped.",
+    )
+    fan_out: FanOut | None = Field(
+        default=None, description="Run the stage once per item (in batches) as an Indexed Job."
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="Among ready stages, higher priority starts first when `maxParallelStages` "
+        "limits concurrency.",
+    )
+    outputs: list[OutputSpec] | None = Field(
+        default=None,
+        max_length=MAX_OUTPUTS,
+        description="Outputs the stage reports in its termination message (documentation and "
+        "a contract for downstream `when` expressions).",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> Stage:
+        if self.command is not None and self.processor is not None:
+            raise ValueError("set either command or processor, not both")
+        if self.command is not None and self.image is None:
+            raise ValueError("a stage with a command needs an image")
+        if self.command is None and self.processor is None and self.image is None:
+            raise ValueError("set processor, or image (with or without command)")
+        return self

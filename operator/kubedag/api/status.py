@@ -1,0 +1,169 @@
+"""PipelineRun status: the run's phase and a compact checkpoint per stage.
+
+The checkpoints are what makes a restart or a resumed run skip finished stages, so they hold
+everything a later decision needs and nothing more: a 1,000-stage run must stay far below
+etcd's 1.5 MiB object limit (serialise with `kubedag.api.to_k8s`, which drops unset fields).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from kubedag.api._base import OPAQUE, ApiModel
+from kubedag.api.conditions import Condition
+from kubedag.api.pipeline import PipelineSpec
+
+
+class RunPhase(StrEnum):
+    """Lifecycle phase of a PipelineRun."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Terminal phases never change again."""
+        return self in _FINISHED_RUN_PHASES
+
+
+_FINISHED_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED})
+
+
+class StagePhase(StrEnum):
+    """Lifecycle phase of one stage within a run."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+    @property
+    def done(self) -> bool:
+        """Done for dependants: a skipped stage lets its dependants proceed, as in Tekton."""
+        return self in (StagePhase.SUCCEEDED, StagePhase.SKIPPED)
+
+    @property
+    def finished(self) -> bool:
+        """Terminal: no further attempt will be made."""
+        return self in _FINISHED_STAGE_PHASES
+
+
+_FINISHED_STAGE_PHASES = frozenset(
+    {StagePhase.SUCCEEDED, StagePhase.FAILED, StagePhase.SKIPPED, StagePhase.CANCELLED}
+)
+
+
+class ResourceUsage(ApiModel):
+    """What the stage's last attempt consumed, as its worker reported it."""
+
+    cpu_seconds: float | None = Field(default=None, ge=0, description="CPU time, in seconds.")
+    peak_rss_bytes: int | None = Field(
+        default=None, ge=0, description="Peak resident memory, in bytes."
+    )
+
+
+class FanOutStatus(ApiModel):
+    """Counts of a fan-out stage's pods (completion indexes)."""
+
+    succeeded: int = Field(default=0, ge=0, description="Indexes that succeeded.")
+    failed: int = Field(default=0, ge=0, description="Indexes that failed.")
+    total: int = Field(default=0, ge=0, description="Number of indexes (batches).")
+
+
+class StageCheckpoint(ApiModel):
+    """The recorded state of one stage: enough to resume without re-running finished work."""
+
+    phase: StagePhase = Field(default=StagePhase.PENDING, description="Stage phase.")
+    attempts: int | None = Field(
+        default=None, ge=0, description="Attempts started so far (1 for the first run)."
+    )
+    job: str | None = Field(default=None, description="Name of the current or last Job.")
+    start_time: datetime | None = Field(default=None, description="When the first attempt began.")
+    finish_time: datetime | None = Field(default=None, description="When the stage finished.")
+    exit_code: int | None = Field(default=None, description="Exit code of the last attempt.")
+    reason: str | None = Field(
+        default=None,
+        max_length=128,
+        description="CamelCase reason of the phase, e.g. `WhenFalse`, `UpstreamFailed`.",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        description="CamelCase reason of the phase, for tools: e.g. `WhenFalse` or "
+        "`UpstreamFailed` for a skipped stage (only the former lets dependants run), "
+        "`StageReused` for a stage taken over from spec.resumeFrom.",
+    )
+    message: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Why the stage is in this phase (error, skip reason), for people.",
+    )
+    outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="Outputs the stage reported; read by `when` and `$(stages.<name>.outputs.k)`.",
+    )
+    progress: float | None = Field(
+        default=None, ge=0, le=1, description="Fraction done (0 to 1), as the worker last reported."
+    )
+    usage: ResourceUsage | None = Field(default=None, description="Resources used.")
+    next_retry_time: datetime | None = Field(
+        default=None, description="When the next attempt may start (phase Retrying)."
+    )
+    fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
+
+
+class RunProgress(ApiModel):
+    """How far the run is, counted in finished stages."""
+
+    completed: int = Field(default=0, ge=0, description="Stages finished (any outcome).")
+    total: int = Field(default=0, ge=0, description="Stages in the run, finally included.")
+    percent: int = Field(default=0, ge=0, le=100, description="completed / total, in percent.")
+
+    @classmethod
+    def of(cls, completed: int, total: int) -> RunProgress:
+        """Progress with the percentage rounded down, so 100 means really everything."""
+        return cls(
+            completed=completed, total=total, percent=(100 * completed // total) if total else 0
+        )
+
+
+class PipelineRunStatus(ApiModel):
+    """Observed state of a PipelineRun, written only by the operator (status subresource)."""
+
+    phase: RunPhase = Field(default=RunPhase.PENDING, description="Run phase.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="`Succeeded` (True/False/Unknown), as in Tekton: "
+        "`kubectl wait --for=condition=Succeeded pipelinerun/<name>`.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status describes."
+    )
+    start_time: datetime | None = Field(default=None, description="When the run started.")
+    completion_time: datetime | None = Field(default=None, description="When the run finished.")
+    progress: RunProgress | None = Field(default=None, description="Finished stages so far.")
+    eta: datetime | None = Field(
+        default=None,
+        description="Estimated completion time, from the critical path of the remaining stages.",
+    )
+    pipeline_spec: PipelineSpec | None = Field(
+        default=None,
+        description="The pipeline this run executes, copied at start so later edits of the "
+        "Pipeline do not change a running run.",
+        json_schema_extra=OPAQUE,
+    )
+    stages: dict[str, StageCheckpoint] | None = Field(
+        default=None, description="Checkpoint of every stage that has started, by stage name."
+    )

@@ -1,0 +1,231 @@
+"""CEL `when` conditions and `$(...)` references: compiled once, checked, evaluated.
+
+A `when` expression sees two variables: `params` (the run's resolved parameters) and `stages`
+(`stages.<name>.outputs.<key>` of finished upstream stages). Stage names may contain '-', which
+CEL would read as subtraction, so such a stage is written `stages["my-stage"].outputs.k`.
+
+Compiling at validation time turns a typo into an error on the Pipeline, not a failure halfway
+through a run; the references found while compiling let the validator check that an
+expression only reads stages that are guaranteed to have finished before it is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
+
+PARAMS_VARIABLE = "params"
+STAGES_VARIABLE = "stages"
+
+
+class ExpressionError(ValueError):
+    """A `when` expression does not compile, cannot be evaluated, or is not a bool."""
+
+
+@dataclass(frozen=True)
+class References:
+    """What an expression or text reads: parameter names and (stage, output key) pairs.
+
+    An output key is None when the expression reads a stage's outputs as a whole (or through a
+    computed key), which the validator can still check at stage level.
+    """
+
+    params: frozenset[str] = frozenset()
+    outputs: frozenset[tuple[str, str | None]] = frozenset()
+
+    @property
+    def stages(self) -> frozenset[str]:
+        """Names of the stages referenced."""
+        return frozenset(stage for stage, _ in self.outputs)
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A parsed `when` expression, ready to evaluate many times."""
+
+    source: str
+    references: References
+    _program: Any
+
+    def evaluate(
+        self, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+    ) -> bool:
+        """Evaluate against the run's params and upstream outputs (stage name → outputs).
+
+        Raises ExpressionError with the expression in the message for a missing key, a type
+        mismatch or a non-bool result, so the stage can be failed with a readable reason.
+        """
+        activation = {
+            PARAMS_VARIABLE: json_to_cel(dict(params)),
+            STAGES_VARIABLE: json_to_cel(
+                {name: {"outputs": dict(out or {})} for name, out in outputs.items()}
+            ),
+        }
+        try:
+            result = self._program.evaluate(activation)
+        except CELEvalError as error:
+            raise ExpressionError(
+                f"cannot evaluate `{self.source}`: {_eval_message(error)}"
+            ) from error
+        if isinstance(result, CELEvalError):
+            raise ExpressionError(f"cannot evaluate `{self.source}`: {_eval_message(result)}")
+        if not isinstance(result, celtypes.BoolType):
+            raise ExpressionError(
+                f"`{self.source}` must be true or false, but gave "
+                f"{type(result).__name__.removesuffix('Type').lower()} {result}"
+            )
+        return bool(result)
+
+
+def _eval_message(error: CELEvalError) -> str:
+    args = error.args
+    text = str(args[0]) if args else str(error)
+    return text.replace("no such member in mapping", "no such key")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    # Building the parser is the slow part; one environment serves every expression.
+    return celpy.Environment()
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> CompiledExpression:
+    """Parse a `when` expression; raise ExpressionError pointing at the syntax error.
+
+    Cached: the operator re-checks the same expressions on every reconcile.
+    """
+    if not source.strip():
+        raise ExpressionError("the expression is empty")
+    environment = _environment()
+    try:
+        tree = environment.compile(source)
+    except CELParseError as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise ExpressionError(f"invalid CEL expression `{source}`: {detail}") from error
+    program = environment.program(tree)
+    return CompiledExpression(source=source, references=_references(tree), _program=program)
+
+
+def evaluate_when(
+    source: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+) -> bool:
+    """Compile (cached) and evaluate a `when` expression: the one-call form for the operator."""
+    return compile_expression(source).evaluate(params, outputs)
+
+
+# --- References in CEL ---------------------------------------------------------------------
+
+
+def _references(tree: lark.Tree[Any]) -> References:
+    """Collect `params.x` and `stages.s.outputs.k` (or `stages["s"]...`) from the parse tree."""
+    params: set[str] = set()
+    outputs: set[tuple[str, str | None]] = set()
+    for node in tree.iter_subtrees():
+        if node.data not in ("member_dot", "member_index"):
+            continue
+        target, selector = node.children[0], node.children[1]
+        root = _root_identifier(target)
+        key = _selector(node.data, selector)
+        if root == PARAMS_VARIABLE and key is not None:
+            params.add(key)
+        elif root == STAGES_VARIABLE and key is not None:
+            outputs.add((key, None))
+    # Second pass: refine (stage, None) to (stage, key) where `.outputs.<key>` follows.
+    for node in tree.iter_subtrees():
+        if node.data not in ("member_dot", "member_index"):
+            continue
+        chain = _member_chain(node)
+        if len(chain) >= 4 and chain[0] == STAGES_VARIABLE and chain[2] == "outputs":
+            stage, key = chain[1], chain[3]
+            if stage is not None and key is not None:
+                outputs.discard((stage, None))
+                outputs.add((stage, key))
+    return References(frozenset(params), frozenset(outputs))
+
+
+def _member_chain(node: lark.Tree[Any]) -> list[str | None]:
+    """`stages.a.outputs.k` → ["stages", "a", "outputs", "k"]; None for a computed selector."""
+    if node.data == "member" and len(node.children) == 1:
+        child = node.children[0]
+        if isinstance(child, lark.Tree):
+            return _member_chain(child)
+    if node.data == "primary":
+        root = _root_identifier(node)
+        return [root] if root else []
+    if node.data in ("member_dot", "member_index"):
+        target, selector = node.children[0], node.children[1]
+        inner = _member_chain(target) if isinstance(target, lark.Tree) else []
+        return [*inner, _selector(node.data, selector)] if inner else []
+    return []
+
+
+def _root_identifier(node: Any) -> str | None:
+    """The variable name when `node` is a bare identifier (possibly wrapped), else None."""
+    while isinstance(node, lark.Tree):
+        if node.data == "ident":
+            token = node.children[0]
+            return str(token)
+        if len(node.children) != 1:
+            return None
+        node = node.children[0]
+    return None
+
+
+def _selector(kind: str, selector: Any) -> str | None:
+    if kind == "member_dot":
+        return str(selector)
+    # member_index: only a literal string index names a key statically.
+    node = selector
+    while isinstance(node, lark.Tree) and len(node.children) == 1:
+        node = node.children[0]
+    if isinstance(node, lark.Token) and node.type == "STRING_LIT":
+        text = str(node)
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            return text[1:-1]
+    return None
+
+
+# --- $(...) references in command, args, env -----------------------------------------------
+
+_SUBSTITUTION = re.compile(r"\$\(([^)]*)\)")
+_PARAM_REF = re.compile(r"^params\.([A-Za-z_][A-Za-z0-9_]*)$")
+_OUTPUT_REF = re.compile(
+    r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z_][A-Za-z0-9_]*)$"
+)
+
+
+def substitution_references(text: str) -> tuple[References, list[str]]:
+    """The `$(params.x)` and `$(stages.s.outputs.k)` references in a string.
+
+    Also returns the `$(...)` forms that are neither, so the validator can report them instead
+    of a stage receiving a literal "$(param.x)" typo.
+    """
+    params: set[str] = set()
+    outputs: set[tuple[str, str | None]] = set()
+    malformed: list[str] = []
+    for match in _SUBSTITUTION.finditer(text):
+        inner = match.group(1).strip()
+        if param := _PARAM_REF.match(inner):
+            params.add(param.group(1))
+        elif output := _OUTPUT_REF.match(inner):
+            outputs.add((output.group(1), output.group(3)))
+        else:
+            malformed.append(match.group(0))
+    return References(frozenset(params), frozenset(outputs)), malformed
+
+
+def render_value(value: Any) -> str:
+    """How a substituted value is written into a string: strings as is, everything else JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
