@@ -35,7 +35,7 @@ class Update:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"fraction": self.fraction, "message": self.message, "time": self.time},
+            {"fraction": round(self.fraction, 4), "message": self.message, "time": self.time},
             separators=(",", ":"),
         )
 
