@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import start_control_plane
+from tests.integration.operator_process import OperatorProcess
 from tests.integration.support import Cluster
 
 _started: list[Cluster] = []
@@ -66,3 +67,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.sections.append(
             ("control plane", f"component logs: {_started[0].plane.log_dir}")
         )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    """The generated CRDs, applied and Established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                    "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: None) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(cluster)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def running_operator(operator: OperatorProcess) -> OperatorProcess:
+    """The session's operator, restarted if an earlier test killed it."""
+    if operator.process is None or operator.process.poll() is not None:
+        operator.start()
+    return operator

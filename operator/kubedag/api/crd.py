@@ -141,7 +141,7 @@ def _structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, A
         elif key == "items":
             out[key] = _structural(value, defs)
         elif key == "additionalProperties":
-            if isinstance(value, Mapping) and _is_free_form(value):
+            if value is True or (isinstance(value, Mapping) and _is_free_form(value)):
                 out["x-kubernetes-preserve-unknown-fields"] = True
             elif isinstance(value, Mapping):
                 out[key] = _structural(value, defs)

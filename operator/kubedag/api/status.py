@@ -91,7 +91,10 @@ class StageCheckpoint(ApiModel):
     job: str | None = Field(default=None, description="Name of the current or last Job.")
     start_time: datetime | None = Field(default=None, description="When the first attempt began.")
     finish_time: datetime | None = Field(default=None, description="When the stage finished.")
-    exit_code: int | None = Field(default=None, description="Exit code of the last attempt.")
+    exit_code: int | None = Field(
+        default=None,
+        description="Exit code of the last failed attempt (unset after a success: it is 0).",
+    )
     reason: str | None = Field(
         default=None,
         max_length=128,
@@ -114,7 +117,11 @@ class StageCheckpoint(ApiModel):
         description="Outputs the stage reported; read by `when` and `$(stages.<name>.outputs.k)`.",
     )
     progress: float | None = Field(
-        default=None, ge=0, le=1, description="Fraction done (0 to 1), as the worker last reported."
+        default=None,
+        ge=0,
+        le=1,
+        description="Fraction done (0 to 1) while running, as the worker last reported; "
+        "unset once the stage has finished.",
     )
     usage: ResourceUsage | None = Field(default=None, description="Resources used.")
     next_retry_time: datetime | None = Field(

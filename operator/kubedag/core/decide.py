@@ -1,0 +1,459 @@
+"""decide(facts, now) -> Plan: the whole reconcile decision for one PipelineRun, with no I/O.
+
+Like the Job controller's syncJob, one pass folds what was observed (Jobs and pods) into the
+stage checkpoints, decides what starts, stops or retries, and derives the run's phase,
+conditions, progress and ETA. The shell executes the plan and writes the status once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubedag.api import (
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    RetryPolicy,
+    RunPhase,
+    Stage,
+    StageCheckpoint,
+    StagePhase,
+)
+from kubedag.core import reasons
+from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
+from kubedag.core.naming import job_name
+from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
+from kubedag.core.params import resolve_params
+from kubedag.core.plan import Event, Plan
+from kubedag.core.runstatus import finish_run, refresh_run_status
+from kubedag.core.stageorder import in_dag_order
+from kubedag.core.stagecheck import check_pipeline, evaluate_when
+
+# A Job we created may not be in the watch cache yet; until this much time has passed, its
+# absence is the cache lagging, not the Job being lost.
+CREATE_GRACE = timedelta(seconds=30)
+MAX_CREATES_PER_PASS = 250
+PIPELINE_LOOKUP_PATIENCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything decide() may look at, gathered by the shell."""
+
+    identity: RunIdentity
+    generation: int
+    created: datetime
+    spec: PipelineRunSpec
+    status: PipelineRunStatus
+    # The referenced Pipeline's spec (None: not found), ignored once the run has a snapshot.
+    referenced_pipeline: PipelineSpec | None
+    jobs: Mapping[str, JobSummary]
+    pods: Sequence[PodSummary]
+    # Jobs this operator created recently: absent from the cache is not yet "lost".
+    recently_created: frozenset[str] = frozenset()
+    # Checkpoints of spec.resumeFrom's run (None when not requested or not found).
+    resume_checkpoints: Mapping[str, StageCheckpoint] | None = None
+
+
+@dataclass
+class _Pass:
+    facts: RunFacts
+    now: datetime
+    settings: JobSettings
+    status: PipelineRunStatus
+    pipeline: PipelineSpec
+    params: dict[str, Any]
+    checkpoints: dict[str, StageCheckpoint]
+    plan: Plan
+    started: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.plan.events.append(Event(type_, reason, message))
+
+    def wake_at(self, when: datetime) -> None:
+        delay = max((when - self.now).total_seconds(), 0.0)
+        current = self.plan.requeue_after
+        self.plan.requeue_after = delay if current is None else min(current, delay)
+
+
+def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) -> Plan:
+    settings = settings or JobSettings()
+    status = facts.status.model_copy(deep=True)
+    plan = Plan(status=status)
+    if status.phase.finished:
+        return _after_finish(facts, status, plan, now)
+
+    pipeline = status.pipeline_spec or facts.spec.pipeline_spec or facts.referenced_pipeline
+    if pipeline is None:
+        return _pipeline_missing(facts, status, plan, now)
+    errors = check_pipeline(pipeline)
+    params, param_errors = resolve_params(pipeline, facts.spec.params)
+    if errors or param_errors:
+        message = "; ".join([*errors, *param_errors])
+        finish_run(status, RunPhase.FAILED, reasons.INVALID_PIPELINE, message,
+                   facts.generation, now)
+        plan.events.append(Event("Warning", reasons.INVALID_PIPELINE, message[:1024]))
+        return plan
+
+    if facts.spec.dry_run:
+        plan.dry_run = True
+        status.pipeline_spec = pipeline
+        plan.create_jobs = [
+            build_job(run=facts.identity, pipeline=pipeline, stage=stage, attempt=1,
+                      params=params, outputs=_placeholder_outputs(pipeline),
+                      settings=settings)
+            for stage in pipeline.all_stages()
+        ]
+        return plan
+
+    # One dict shared with the status, so run-level summaries always see the latest checkpoints.
+    status.stages = dict(status.stages or {})
+    p = _Pass(facts, now, settings, status, pipeline, params, status.stages, plan)
+    if status.start_time is None:
+        status.start_time = now
+        status.pipeline_spec = pipeline
+        p.event("Normal", reasons.RUN_STARTED,
+                f"Run started: {len(pipeline.all_stages())} stages")
+        _reuse_finished_stages(p)
+
+    _fold_observations(p)
+    deadline = _run_deadline(p)
+    if facts.spec.cancel:
+        _stop_everything(p, StagePhase.CANCELLED, "run cancelled")
+        finish_run(status, RunPhase.CANCELLED, reasons.CANCELLED, "Run cancelled by spec.cancel",
+                   facts.generation, now)
+        p.event("Warning", reasons.CANCELLED, "Run cancelled")
+    elif deadline is not None and now >= deadline:
+        _stop_everything(p, StagePhase.FAILED, "run timed out")
+        message = f"Run exceeded its timeout of {_run_timeout(p)} s"
+        finish_run(status, RunPhase.FAILED, reasons.RUN_TIMEOUT, message, facts.generation, now)
+        p.event("Warning", reasons.RUN_TIMEOUT, message)
+    else:
+        if deadline is not None:
+            p.wake_at(deadline)
+        if not facts.spec.suspend:
+            _schedule(p)
+    _summarize_events(p)
+    refresh_run_status(status, pipeline, facts.spec.suspend, facts.generation, now, p.plan.events)
+    return plan
+
+
+# --- observations --------------------------------------------------------------------------
+
+def _fold_observations(p: _Pass) -> None:
+    jobs_by_stage: dict[str, list[JobSummary]] = defaultdict(list)
+    for job in p.facts.jobs.values():
+        jobs_by_stage[job.stage].append(job)
+    pods_by_job: dict[str, list[PodSummary]] = defaultdict(list)
+    for pod in p.facts.pods:
+        pods_by_job[pod.job].append(pod)
+
+    for stage in p.pipeline.all_stages():
+        cp = p.checkpoints.get(stage.name)
+        seen = max((j.attempt for j in jobs_by_stage.get(stage.name, [])), default=0)
+        if seen > ((cp.attempts or 0) if cp else 0) and (cp is None or not cp.phase.finished):
+            # We created this Job but crashed before recording it: adopt it, never re-create.
+            cp = _adopt(p, stage, seen, cp)
+        if cp is None or cp.phase != StagePhase.RUNNING or cp.job is None:
+            continue
+        job = p.facts.jobs.get(cp.job)
+        pods = pods_by_job.get(cp.job, [])
+        if job is None and not pods:
+            if cp.job in p.facts.recently_created:
+                continue
+            result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared")
+        else:
+            result = attempt_outcome(job, pods)
+        _apply_result(p, stage, cp, result)
+
+
+def _adopt(p: _Pass, stage: Stage, attempt: int, cp: StageCheckpoint | None) -> StageCheckpoint:
+    adopted = (cp or StageCheckpoint()).model_copy(update={
+        "phase": StagePhase.RUNNING,
+        "attempts": attempt,
+        "job": job_name(p.facts.identity.name, stage.name, attempt),
+        "start_time": (cp.start_time if cp and cp.start_time else p.now),
+        "next_retry_time": None,
+    })
+    p.checkpoints[stage.name] = adopted
+    return adopted
+
+
+def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptResult) -> None:
+    update: dict[str, Any] = {}
+    if result.total_indexes > 1:
+        update["fan_out"] = {"succeeded": result.succeeded_indexes,
+                             "failed": result.failed_indexes, "total": result.total_indexes}
+    if result.outcome is Outcome.RUNNING:
+        if result.progress is not None:
+            update["progress"] = round(result.progress, 3)
+        _update(p, stage.name, cp, update)
+        return
+    update.update(exit_code=result.exit_code, message=result.message, usage=result.usage)
+    if result.outcome is Outcome.SUCCEEDED:
+        update.update(phase=StagePhase.SUCCEEDED, outputs=result.outputs, progress=1.0,
+                      finish_time=result.finished or p.now, message=None)
+        p.succeeded.append(stage.name)
+    else:
+        policy = stage.retry or RetryPolicy()
+        attempts = cp.attempts or 1
+        if attempts <= policy.limit and policy.is_retryable(result.exit_code):
+            retry_at = p.now + timedelta(seconds=policy.delay_seconds(attempts))
+            update.update(phase=StagePhase.RETRYING, next_retry_time=retry_at)
+            p.event("Warning", reasons.STAGE_RETRYING,
+                    f"Stage {stage.name} attempt {attempts} failed ({result.message}); "
+                    f"retry {attempts}/{policy.limit} at {retry_at.isoformat()}")
+        else:
+            update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.now)
+            why = "" if policy.is_retryable(result.exit_code) or not policy.limit else \
+                " (not retryable)"
+            p.event("Warning", reasons.STAGE_FAILED,
+                    f"Stage {stage.name} failed after {attempts} attempt(s){why}: "
+                    f"{result.message}")
+    _update(p, stage.name, cp, update)
+
+
+def _update(p: _Pass, name: str, cp: StageCheckpoint, update: dict[str, Any]) -> StageCheckpoint:
+    new = StageCheckpoint.model_validate({**cp.model_dump(), **update})
+    p.checkpoints[name] = new
+    return new
+
+
+# --- scheduling ----------------------------------------------------------------------------
+
+def _phase(p: _Pass, name: str) -> StagePhase:
+    cp = p.checkpoints.get(name)
+    return cp.phase if cp else StagePhase.PENDING
+
+
+def _upstream_failed(p: _Pass, name: str) -> bool:
+    cp = p.checkpoints.get(name)
+    if cp is None:
+        return False
+    return cp.phase in (StagePhase.FAILED, StagePhase.CANCELLED) or (
+        cp.phase == StagePhase.SKIPPED and cp.reason == reasons.UPSTREAM_FAILED)
+
+
+def _skip(p: _Pass, stage: Stage, reason: str, message: str) -> None:
+    p.checkpoints[stage.name] = StageCheckpoint(
+        phase=StagePhase.SKIPPED, reason=reason, message=message, finish_time=p.now)
+    p.skipped.append(f"{stage.name} ({message})")
+
+
+def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage]:
+    """Stages that may start now; skips what can never run, in DAG order so skips cascade."""
+    ready: list[Stage] = []
+    for stage in in_dag_order(stages):
+        phase = _phase(p, stage.name)
+        if phase == StagePhase.RETRYING:
+            cp = p.checkpoints[stage.name]
+            if stopping:
+                continue
+            if cp.next_retry_time is None or cp.next_retry_time <= p.now:
+                ready.append(stage)
+            else:
+                p.wake_at(cp.next_retry_time)
+            continue
+        if phase != StagePhase.PENDING:
+            continue
+        deps = stage.depends_on or []
+        failed = [d for d in deps if _upstream_failed(p, d)]
+        if failed:
+            _skip(p, stage, reasons.UPSTREAM_FAILED, f"upstream {', '.join(failed)} failed")
+            continue
+        if not all(_phase(p, d).done for d in deps) or stopping:
+            continue
+        if stage.when:
+            verdict = evaluate_when(stage.when, p.params, _outputs(p))
+            if isinstance(verdict, str):
+                _fail_stage(p, stage, verdict)
+                continue
+            if not verdict:
+                _skip(p, stage, reasons.WHEN_FALSE, f"when is false: {stage.when}")
+                continue
+        ready.append(stage)
+    return ready
+
+
+def _fail_stage(p: _Pass, stage: Stage, message: str) -> None:
+    p.checkpoints[stage.name] = (p.checkpoints.get(stage.name) or StageCheckpoint()).model_copy(
+        update={"phase": StagePhase.FAILED, "message": message, "finish_time": p.now})
+    p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed: {message}")
+
+
+def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:
+    return any(s.critical and _phase(p, s.name) == StagePhase.FAILED for s in stages)
+
+
+def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
+    return any(_phase(p, s.name) in (StagePhase.RUNNING, StagePhase.RETRYING) for s in stages)
+
+
+def _schedule(p: _Pass) -> None:
+    main, final = p.pipeline.stages, p.pipeline.finally_ or []
+    stopping = _critical_failure(p, main)
+    ready = _candidates(p, main, stopping)
+    if not _active(p, main) and not ready:
+        # The main DAG is settled; what never ran will not run now.
+        for stage in main:
+            if _phase(p, stage.name) == StagePhase.PENDING:
+                _skip(p, stage, reasons.RUN_STOPPED, "not run: a critical stage failed")
+        ready = _candidates(p, final, stopping=False)
+    _start(p, ready)
+    everything = [*main, *final]
+    if all(_phase(p, s.name).finished for s in everything):
+        if _critical_failure(p, everything):
+            failed = [s.name for s in everything
+                      if s.critical and _phase(p, s.name) == StagePhase.FAILED]
+            finish_run(p.status, RunPhase.FAILED, reasons.STAGE_FAILED,
+                       f"Critical stage(s) failed: {', '.join(failed)}", p.facts.generation, p.now)
+            p.event("Warning", reasons.FAILED, f"Run failed: {', '.join(failed)} failed")
+        else:
+            finish_run(p.status, RunPhase.SUCCEEDED, reasons.SUCCEEDED,
+                       f"All {len(everything)} stages done", p.facts.generation, p.now)
+            p.event("Normal", reasons.SUCCEEDED, "Run succeeded")
+
+
+def _running_count(p: _Pass) -> int:
+    return sum(1 for cp in p.checkpoints.values() if cp.phase == StagePhase.RUNNING)
+
+
+def _start(p: _Pass, ready: list[Stage]) -> None:
+    limit = p.pipeline.max_parallel_stages
+    room = MAX_CREATES_PER_PASS if limit is None else max(limit - _running_count(p), 0)
+    position = {s.name: i for i, s in enumerate(p.pipeline.all_stages())}
+    ready.sort(key=lambda s: (-s.priority, position[s.name]))
+    if len(ready) > min(room, MAX_CREATES_PER_PASS) and room > MAX_CREATES_PER_PASS:
+        p.wake_at(p.now)  # capped by the per-pass bound, not by the limit: continue at once
+    outputs = _outputs(p)
+    for stage in ready[: min(room, MAX_CREATES_PER_PASS)]:
+        cp = p.checkpoints.get(stage.name) or StageCheckpoint()
+        attempt = (cp.attempts or 0) + 1
+        try:
+            manifest = build_job(run=p.facts.identity, pipeline=p.pipeline, stage=stage,
+                                 attempt=attempt, params=p.params, outputs=outputs,
+                                 settings=p.settings)
+        except ValueError as error:
+            _fail_stage(p, stage, str(error))
+            continue
+        p.plan.create_jobs.append(manifest)
+        p.checkpoints[stage.name] = cp.model_copy(update={
+            "phase": StagePhase.RUNNING, "attempts": attempt,
+            "job": manifest["metadata"]["name"], "start_time": cp.start_time or p.now,
+            "next_retry_time": None, "progress": None,
+        })
+        p.started.append(stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})")
+
+
+def _outputs(p: _Pass) -> dict[str, dict[str, Any] | None]:
+    return {name: cp.outputs for name, cp in p.checkpoints.items()
+            if cp.phase == StagePhase.SUCCEEDED}
+
+
+def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | None]:
+    """Dry run: outputs do not exist yet, so each reference reads as itself."""
+    class _Echo(dict[str, Any]):
+        def __init__(self, stage: str) -> None:
+            super().__init__()
+            self.stage = stage
+
+        def __contains__(self, key: object) -> bool:
+            return True
+
+        def __getitem__(self, key: str) -> str:
+            return f"<{self.stage}.outputs.{key}>"
+
+    return {s.name: _Echo(s.name) for s in pipeline.all_stages()}
+
+
+# --- stopping, resuming, deadlines ----------------------------------------------------------
+
+def _stop_everything(p: _Pass, phase: StagePhase, message: str) -> None:
+    for stage in p.pipeline.all_stages():
+        cp = p.checkpoints.get(stage.name)
+        if cp is None or not cp.phase.finished:
+            if cp is not None and cp.phase == StagePhase.RUNNING and cp.job:
+                job = p.facts.jobs.get(cp.job)
+                if job is None or not job.deleting:
+                    p.plan.delete_jobs.append(cp.job)
+            p.checkpoints[stage.name] = (cp or StageCheckpoint()).model_copy(update={
+                "phase": phase, "message": message, "finish_time": p.now,
+                "reason": reasons.RUN_STOPPED, "next_retry_time": None})
+
+
+def _reuse_finished_stages(p: _Pass) -> None:
+    previous = p.facts.resume_checkpoints
+    if not previous:
+        return
+    reused = []
+    for stage in p.pipeline.all_stages():
+        old = previous.get(stage.name)
+        if old is not None and old.phase == StagePhase.SUCCEEDED and stage.name not in p.checkpoints:
+            p.checkpoints[stage.name] = old.model_copy(
+                update={"reason": reasons.STAGE_REUSED,
+                        "message": f"reused from run {p.facts.spec.resume_from}"})
+            reused.append(stage.name)
+    if reused:
+        p.event("Normal", reasons.RESUMED_FROM,
+                f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
+                f"{_short_list(reused)}")
+
+
+def _run_timeout(p: _Pass) -> int | None:
+    return p.facts.spec.timeout_seconds or p.pipeline.timeout_seconds
+
+
+def _run_deadline(p: _Pass) -> datetime | None:
+    timeout = _run_timeout(p)
+    if timeout is None or p.status.start_time is None:
+        return None
+    return p.status.start_time + timedelta(seconds=timeout)
+
+
+def _pipeline_missing(facts: RunFacts, status: PipelineRunStatus, plan: Plan,
+                      now: datetime) -> Plan:
+    name = facts.spec.pipeline_ref.name if facts.spec.pipeline_ref else "?"
+    message = f"Pipeline {name!r} not found in namespace {facts.identity.namespace}"
+    if now - facts.created > PIPELINE_LOOKUP_PATIENCE:
+        finish_run(status, RunPhase.FAILED, reasons.PIPELINE_NOT_FOUND, message,
+                   facts.generation, now)
+        plan.events.append(Event("Warning", reasons.PIPELINE_NOT_FOUND, message))
+        return plan
+    # It may be applied in the same `kubectl apply` right after the run: wait a little.
+    refresh_run_status(status, None, facts.spec.suspend, facts.generation, now, [],
+                       waiting=(reasons.PIPELINE_NOT_FOUND, message))
+    plan.requeue_after = 2.0
+    return plan
+
+
+def _after_finish(facts: RunFacts, status: PipelineRunStatus, plan: Plan,
+                  now: datetime) -> Plan:
+    ttl = facts.spec.ttl_seconds_after_finished
+    if ttl is not None and status.completion_time is not None:
+        expiry = status.completion_time + timedelta(seconds=ttl)
+        if now >= expiry:
+            plan.delete_run = True
+        else:
+            plan.requeue_after = (expiry - now).total_seconds()
+    return plan
+
+
+def _short_list(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _summarize_events(p: _Pass) -> None:
+    """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events."""
+    if p.started:
+        p.event("Normal", reasons.STAGE_STARTED, f"Started {_short_list(p.started)}")
+    if p.succeeded:
+        p.event("Normal", reasons.STAGE_SUCCEEDED, f"Succeeded {_short_list(p.succeeded)}")
+    if p.skipped:
+        p.event("Normal", reasons.STAGE_SKIPPED, f"Skipped {_short_list(p.skipped)}")

@@ -1,0 +1,63 @@
+"""Fold what happened while a plan was carried out back into the run's status.
+
+Only the API server can say whether it accepts a Job, so rejections (and, for a dry run, every
+verdict) arrive after decide() and are recorded here, before the single status write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kubedag.api import PipelineRunStatus, RunPhase, StageCheckpoint, StagePhase
+from kubedag.core import reasons
+from kubedag.core.plan import Event, Plan
+from kubedag.core.runstatus import finish_run
+
+
+def record_create_results(plan: Plan, results: dict[str, str | None], now: datetime) -> None:
+    """``results``: stage -> the API server's rejection message, or None when it accepted."""
+    status = plan.status
+    stages = dict(status.stages or {})
+    rejected = {stage: message for stage, message in results.items() if message is not None}
+    if plan.dry_run:
+        for stage, message in results.items():
+            stages[stage] = StageCheckpoint(
+                phase=StagePhase.FAILED if message else StagePhase.PENDING,
+                message=f"dry run: Job rejected: {message}" if message
+                else "dry run: Job accepted by the API server (nothing created)")
+        status.stages = stages
+        generation = status.observed_generation or 1
+        if rejected:
+            summary = "; ".join(f"{s}: {m}" for s, m in sorted(rejected.items()))
+            finish_run(status, RunPhase.FAILED, reasons.DRY_RUN_FAILED, summary, generation, now)
+            plan.events.append(Event("Warning", reasons.DRY_RUN_FAILED, summary[:1024]))
+        else:
+            message = f"Dry run: all {len(results)} stage Jobs accepted by the API server"
+            finish_run(status, RunPhase.SUCCEEDED, reasons.DRY_RUN_SUCCEEDED, message,
+                       generation, now)
+            plan.events.append(Event("Normal", reasons.DRY_RUN_SUCCEEDED, message))
+        return
+    for stage, message in rejected.items():
+        current = stages.get(stage) or StageCheckpoint()
+        stages[stage] = current.model_copy(update={
+            "phase": StagePhase.FAILED, "finish_time": now,
+            "message": f"the API server rejected the stage's Job: {message}"})
+        plan.events.append(Event("Warning", reasons.STAGE_FAILED,
+                                 f"Stage {stage}: Job rejected: {message}"[:1024]))
+    status.stages = stages
+    if rejected:
+        # The next pass sees the failures and settles the run (finally stages, phase).
+        plan.requeue_after = 0.0
+
+
+def decide_invalid_spec(body: dict[str, Any], message: str, now: datetime) -> Plan:
+    """A spec the schema let through but the models reject: fail the run, naming the fields."""
+    status = PipelineRunStatus.model_validate(body.get("status") or {})
+    plan = Plan(status=status)
+    if status.phase.finished:
+        return plan
+    generation = int(body["metadata"].get("generation", 1))
+    finish_run(status, RunPhase.FAILED, reasons.INVALID_PIPELINE, message, generation, now)
+    plan.events.append(Event("Warning", reasons.INVALID_PIPELINE, message[:1024]))
+    return plan

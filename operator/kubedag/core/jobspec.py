@@ -1,0 +1,193 @@
+"""Build the Kubernetes Job that runs one attempt of one stage (pure: data in, manifest out)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubedag import contract
+from kubedag.api import PipelineSpec, Stage
+from kubedag.core.naming import job_name, label_value
+from kubedag.core.observe import LABEL_RUN_UID
+from kubedag.core.substitution import substitute
+
+MANAGED_BY = "kubedag-operator"
+CONTAINER_NAME = "stage"
+WORKER_COMMAND = ["kubedag-worker", "run"]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who owns the Jobs: enough for names, labels and the ownerReference."""
+
+    name: str
+    namespace: str
+    uid: str
+    pipeline: str  # the referenced Pipeline's name, or the run's own name for an inline spec
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Operator-wide choices, from its configuration."""
+
+    worker_image: str = "ghcr.io/kubedag/worker:0.1.0"
+    job_ttl_seconds: int = 3600
+    workspace_path: str = "/workspace"
+
+
+def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
+    if stage.fan_out is None:
+        return None
+    if stage.fan_out.items is not None:
+        return list(stage.fan_out.items)
+    name = (stage.fan_out.items_from or "")[len("$(params."):-1]
+    value = params.get(name)
+    if not isinstance(value, list):
+        raise ValueError(f"fanOut.itemsFrom: param {name!r} is not an array")
+    return value
+
+
+def labels_for(run: RunIdentity, stage: str, attempt: int) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubedag",
+        "app.kubernetes.io/instance": label_value(run.name),
+        "app.kubernetes.io/component": "stage",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": label_value(run.pipeline),
+        contract.LABEL_RUN: label_value(run.name),
+        LABEL_RUN_UID: run.uid,
+        contract.LABEL_PIPELINE: label_value(run.pipeline),
+        contract.LABEL_STAGE: stage,
+        contract.LABEL_ATTEMPT: str(attempt),
+    }
+
+
+def build_job(
+    *,
+    run: RunIdentity,
+    pipeline: PipelineSpec,
+    stage: Stage,
+    attempt: int,
+    params: Mapping[str, Any],
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    settings: JobSettings,
+) -> dict[str, Any]:
+    """The Job manifest. Raises ValueError (SubstitutionError) for a reference that cannot resolve."""
+    defaults = pipeline.defaults
+    labels = {**((defaults.labels or {}) if defaults else {}), **labels_for(run, stage.name, attempt)}
+    env = _environment(run, stage, attempt, params, outputs, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": stage.image or (defaults.image if defaults else None) or settings.worker_image,
+        "env": env,
+        "resources": _resources(stage),
+        "terminationMessagePolicy": "File",
+    }
+    if stage.processor is not None:
+        container["command"] = list(WORKER_COMMAND)
+    elif stage.command is not None:
+        container["command"] = [substitute(a, params, outputs) for a in stage.command]
+    if stage.args is not None:
+        container["args"] = [substitute(a, params, outputs) for a in stage.args]
+
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    node_selector = {**((defaults.node_selector or {}) if defaults else {}),
+                     **(stage.node_selector or {})}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [*((defaults.tolerations or []) if defaults else []), *(stage.tolerations or [])]
+    if tolerations:
+        pod_spec["tolerations"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True)
+                                   for t in tolerations]
+    if defaults and defaults.service_account_name:
+        pod_spec["serviceAccountName"] = defaults.service_account_name
+    if defaults and defaults.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
+
+    annotations = {**((defaults.pod_annotations or {}) if defaults else {}),
+                   **(stage.pod_annotations or {})}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,  # kubedag owns retries: each attempt is a new Job
+        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+        "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+    }
+    if stage.timeout_seconds:
+        job_spec["activeDeadlineSeconds"] = math.ceil(
+            stage.timeout_seconds * pipeline.stage_timeout_multiplier)
+    items = fan_out_items(stage, params)
+    if items is not None and stage.fan_out is not None:
+        batches = max(1, math.ceil(len(items) / stage.fan_out.batch_size))
+        job_spec.update(completionMode="Indexed", completions=batches,
+                        parallelism=min(stage.fan_out.parallelism or batches, batches))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run.name, stage.name, attempt),
+            "namespace": run.namespace,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
+                "kind": "PipelineRun",
+                "name": run.name,
+                "uid": run.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }
+
+
+def _environment(
+    run: RunIdentity, stage: Stage, attempt: int, params: Mapping[str, Any],
+    outputs: Mapping[str, Mapping[str, Any] | None], settings: JobSettings,
+) -> list[dict[str, Any]]:
+    upstream = {name: outputs.get(name) or {} for name in stage.depends_on or []}
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_NAMESPACE,
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": contract.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": contract.ENV_RUN, "value": run.name},
+        {"name": contract.ENV_STAGE, "value": stage.name},
+        {"name": contract.ENV_ATTEMPT, "value": str(attempt)},
+        {"name": contract.ENV_PARAMS, "value": json.dumps(dict(params), separators=(",", ":"))},
+        {"name": contract.ENV_INPUTS, "value": json.dumps(upstream, separators=(",", ":"))},
+        {"name": contract.ENV_WORKSPACE, "value": settings.workspace_path},
+    ]
+    if stage.processor is not None:
+        env.append({"name": contract.ENV_PROCESSOR, "value": stage.processor})
+    items = fan_out_items(stage, params)
+    if items is not None and stage.fan_out is not None:
+        env.append({"name": contract.ENV_FANOUT_ITEMS,
+                    "value": json.dumps(items, separators=(",", ":"))})
+        env.append({"name": contract.ENV_FANOUT_BATCH_SIZE, "value": str(stage.fan_out.batch_size)})
+    for var in stage.env or []:
+        env.append({"name": var.name, "value": substitute(var.value, params, outputs)})
+    return env
+
+
+def _resources(stage: Stage) -> dict[str, Any]:
+    spec = stage.resources
+    if spec is None:
+        return {}
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if spec.cpu:
+        requests["cpu"] = spec.cpu
+    if spec.memory:
+        requests["memory"] = limits["memory"] = spec.memory
+    if spec.ephemeral_storage:
+        requests["ephemeral-storage"] = spec.ephemeral_storage
+    if spec.gpu:
+        # Extended resources must have limits; requests default to them.
+        limits[spec.gpu_resource_name] = str(spec.gpu)
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out

@@ -1,0 +1,34 @@
+"""Deterministic, length-safe names for the objects a run creates.
+
+A Job's name is a function of (run, stage, attempt) only, so creating it twice is harmless: the
+second create gets AlreadyExists. That is what makes Job creation exactly-once across operator
+restarts without any bookkeeping written before the create.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_JOB_NAME = 63  # Job names become label values (job-name), which are capped at 63.
+_HASH_LENGTH = 8
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:_HASH_LENGTH]
+
+
+def job_name(run: str, stage: str, attempt: int) -> str:
+    name = f"{run}-{stage}-{attempt}"
+    if len(name) <= MAX_JOB_NAME:
+        return name
+    suffix = f"-{_digest(run, stage)}-{attempt}"
+    prefix = f"{run}-{stage}"[: MAX_JOB_NAME - len(suffix)].rstrip("-.")
+    return prefix + suffix
+
+
+def label_value(value: str) -> str:
+    """A label value (≤ 63 chars) that stays recognisable and unique when shortened."""
+    if len(value) <= MAX_JOB_NAME:
+        return value
+    suffix = f"-{_digest(value)}"
+    return value[: MAX_JOB_NAME - len(suffix)].rstrip("-._") + suffix

@@ -1,0 +1,234 @@
+"""What the operator saw of a run's Jobs and pods, boiled down to what decisions need.
+
+The shell turns each watched Job and Pod into a small frozen summary (kept in kopf indexes), and
+`attempt_outcome` folds the summaries of one attempt into a verdict. Pods are read before Jobs on
+purpose: a pod's phase, exit code and termination message are there the moment it ends, while the
+Job controller writes the Job's `Complete` condition about a second later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from kubedag import contract
+
+LABEL_RUN_UID = f"{contract.API_GROUP}/run-uid"
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    name: str
+    stage: str
+    attempt: int
+    created: datetime | None
+    completions: int
+    deleting: bool
+    # "Complete", "Failed" or None, with the Job controller's reason (e.g. DeadlineExceeded).
+    finished: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    name: str
+    job: str
+    stage: str
+    attempt: int
+    phase: str
+    index: int | None = None
+    exit_code: int | None = None
+    termination_message: str | None = None
+    terminated_reason: str | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+
+
+class Outcome(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """The verdict on one attempt (one Job) of a stage."""
+
+    outcome: Outcome
+    exit_code: int | None = None
+    message: str | None = None
+    outputs: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    progress: float | None = None
+    finished: datetime | None = None
+    succeeded_indexes: int = 0
+    failed_indexes: int = 0
+    total_indexes: int = 1
+    timed_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def summarize_job(body: dict[str, Any]) -> JobSummary:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status") or {}
+    labels = meta.get("labels") or {}
+    finished = reason = message = None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            finished, reason, message = (
+                condition["type"], condition.get("reason"), condition.get("message"))
+    return JobSummary(
+        name=meta["name"],
+        stage=labels.get(contract.LABEL_STAGE, ""),
+        attempt=int(labels.get(contract.LABEL_ATTEMPT, "0")),
+        created=_parse_time(meta.get("creationTimestamp")),
+        completions=int(spec.get("completions") or 1),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finished=finished,
+        reason=reason,
+        message=message,
+    )
+
+
+def summarize_pod(body: dict[str, Any]) -> PodSummary:
+    meta, status = body.get("metadata", {}), body.get("status") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    exit_code = message = reason = None
+    finished = None
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            exit_code = terminated.get("exitCode")
+            message = terminated.get("message")
+            reason = terminated.get("reason")
+            finished = _parse_time(terminated.get("finishedAt"))
+    progress = progress_message = None
+    raw_progress = annotations.get(contract.ANNOTATION_PROGRESS)
+    if raw_progress:
+        try:
+            reported = json.loads(raw_progress)
+            progress = min(max(float(reported.get("fraction", 0.0)), 0.0), 1.0)
+            progress_message = reported.get("message")
+        except (ValueError, TypeError, AttributeError):
+            pass  # a malformed report is ignored, never fatal
+    index = annotations.get(COMPLETION_INDEX_ANNOTATION, labels.get(COMPLETION_INDEX_ANNOTATION))
+    return PodSummary(
+        name=meta["name"],
+        job=labels.get("job-name", labels.get("batch.kubernetes.io/job-name", "")),
+        stage=labels.get(contract.LABEL_STAGE, ""),
+        attempt=int(labels.get(contract.LABEL_ATTEMPT, "0")),
+        phase=status.get("phase", "Pending"),
+        index=int(index) if index is not None else None,
+        exit_code=exit_code,
+        termination_message=message,
+        terminated_reason=reason,
+        started=_parse_time(status.get("startTime")),
+        finished=finished,
+        progress=progress,
+        progress_message=progress_message,
+    )
+
+
+def parse_termination_message(text: str | None) -> tuple[dict[str, Any] | None,
+                                                         dict[str, Any] | None, str | None]:
+    """(outputs, usage, error) from the worker's JSON termination message.
+
+    A container that is not the kubedag worker may write anything there; non-JSON text becomes
+    the error message of a failed attempt and is otherwise ignored.
+    """
+    if not text:
+        return None, None, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, None, text[:1024]
+    if not isinstance(data, dict):
+        return None, None, None
+    outputs = data.get("outputs")
+    usage = data.get("usage")
+    error = data.get("error")
+    return (
+        outputs if isinstance(outputs, dict) else None,
+        usage if isinstance(usage, dict) else None,
+        str(error)[:1024] if error else None,
+    )
+
+
+def attempt_outcome(job: JobSummary | None, pods: list[PodSummary]) -> AttemptResult:
+    """Fold one attempt's Job and pods into a verdict, trusting pods first (they are faster)."""
+    total = job.completions if job else 1
+    succeeded = {p.index if p.index is not None else 0: p for p in pods if p.phase == "Succeeded"}
+    failed = [p for p in pods if p.phase == "Failed"]
+    progress_values = [p.progress for p in pods if p.progress is not None]
+    progress = sum(progress_values) / total if progress_values and total else None
+    if failed:
+        pod = failed[0]
+        outputs, usage, error = parse_termination_message(pod.termination_message)
+        return AttemptResult(
+            Outcome.FAILED,
+            exit_code=pod.exit_code,
+            message=error or f"exit code {pod.exit_code} ({pod.terminated_reason or 'Error'})",
+            usage=usage,
+            finished=pod.finished,
+            succeeded_indexes=len(succeeded),
+            failed_indexes=len(failed),
+            total_indexes=total,
+        )
+    if len(succeeded) >= total:
+        outputs, usage, _ = _merge_index_reports(succeeded, total)
+        last = max((p.finished for p in succeeded.values() if p.finished), default=None)
+        return AttemptResult(
+            Outcome.SUCCEEDED, exit_code=0, outputs=outputs, usage=usage, progress=1.0,
+            finished=last, succeeded_indexes=len(succeeded), total_indexes=total,
+        )
+    if job is not None and job.finished == "Failed":
+        timed_out = job.reason == "DeadlineExceeded"
+        return AttemptResult(
+            Outcome.FAILED,
+            message=(f"stage timed out ({job.message or job.reason})" if timed_out
+                     else f"Job failed: {job.reason}: {job.message or ''}".strip()),
+            timed_out=timed_out,
+            succeeded_indexes=len(succeeded),
+            total_indexes=total,
+        )
+    if job is not None and job.finished == "Complete":
+        # Pods already garbage-collected: the Job's word is all there is (no outputs).
+        return AttemptResult(Outcome.SUCCEEDED, exit_code=0, progress=1.0,
+                             succeeded_indexes=total, total_indexes=total)
+    return AttemptResult(Outcome.RUNNING, progress=progress,
+                         succeeded_indexes=len(succeeded), total_indexes=total)
+
+
+MAX_FANOUT_OUTPUT_BYTES = 16 * 1024
+
+
+def _merge_index_reports(
+    succeeded: dict[int, PodSummary], total: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, None]:
+    """One pod: its outputs. Fan-out: per-index outputs as a list, if they stay small."""
+    reports = [parse_termination_message(succeeded[i].termination_message)
+               for i in sorted(succeeded)]
+    cpu = sum(float((u or {}).get("cpuSeconds", 0) or 0) for _, u, _ in reports)
+    peak = max((int((u or {}).get("peakRssBytes", 0) or 0) for _, u, _ in reports), default=0)
+    usage = {"cpuSeconds": round(cpu, 3), "peakRssBytes": peak} if cpu or peak else None
+    if total == 1:
+        return reports[0][0], usage, None
+    results = [o for o, _, _ in reports]
+    if not any(results):
+        return {"count": total}, usage, None
+    merged: dict[str, Any] = {"count": total, "results": results}
+    if len(json.dumps(merged)) > MAX_FANOUT_OUTPUT_BYTES:
+        merged = {"count": total, "truncated": True}
+    return merged, usage, None

@@ -1,0 +1,126 @@
+"""The run-level parts of status: phase, the Succeeded condition, progress and ETA."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from kubedag.api import (
+    CONDITION_SUCCEEDED,
+    Condition,
+    ConditionStatus,
+    PipelineRunStatus,
+    PipelineSpec,
+    RunPhase,
+    RunProgress,
+    StageCheckpoint,
+    StagePhase,
+    set_condition,
+)
+from kubedag.core import reasons
+from kubedag.core.plan import Event
+from kubedag.core.stageorder import in_dag_order
+
+_ETA_MIN_FINISHED = 1
+
+
+def _set(status: PipelineRunStatus, type_: str, value: ConditionStatus, reason: str,
+         message: str, generation: int, now: datetime) -> None:
+    status.conditions = set_condition(list(status.conditions or []), Condition(
+        type=type_, status=value, reason=reason, message=message[:32768],
+        last_transition_time=now, observed_generation=generation))
+
+
+def finish_run(status: PipelineRunStatus, phase: RunPhase, reason: str, message: str,
+               generation: int, now: datetime) -> None:
+    status.phase = phase
+    status.completion_time = now
+    status.start_time = status.start_time or now
+    status.observed_generation = generation
+    status.eta = None
+    value = ConditionStatus.TRUE if phase == RunPhase.SUCCEEDED else ConditionStatus.FALSE
+    _set(status, CONDITION_SUCCEEDED, value, reason, message, generation, now)
+    if status.pipeline_spec is not None:
+        status.progress = _progress(status.pipeline_spec, status.stages or {})
+
+
+def refresh_run_status(
+    status: PipelineRunStatus,
+    pipeline: PipelineSpec | None,
+    suspended: bool,
+    generation: int,
+    now: datetime,
+    events: Sequence[Event],
+    waiting: tuple[str, str] | None = None,
+) -> None:
+    """Phase, condition, progress and ETA of a run that is not finished (or just finished)."""
+    status.observed_generation = generation
+    if status.phase.finished:
+        _degraded(status, pipeline, generation, now)
+        return
+    if waiting is not None:
+        status.phase = RunPhase.PENDING
+        _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, *waiting, generation, now)
+        return
+    assert pipeline is not None
+    stages = status.stages or {}
+    status.progress = _progress(pipeline, stages)
+    if suspended:
+        status.phase = RunPhase.PAUSED
+        _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.PAUSED,
+             "Paused by spec.suspend: no new stages start", generation, now)
+    else:
+        status.phase = RunPhase.RUNNING
+        done = status.progress
+        _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.RUNNING,
+             f"{done.completed}/{done.total} stages done", generation, now)
+    status.eta = _eta(pipeline, stages, now)
+    _degraded(status, pipeline, generation, now)
+
+
+def _progress(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint]) -> RunProgress:
+    total = len(pipeline.all_stages())
+    completed = sum(1 for cp in stages.values() if cp.phase.finished)
+    return RunProgress.of(min(completed, total), total)
+
+
+def _degraded(status: PipelineRunStatus, pipeline: PipelineSpec | None, generation: int,
+              now: datetime) -> None:
+    if pipeline is None:
+        return
+    failed = [s.name for s in pipeline.all_stages() if not s.critical
+              and (status.stages or {}).get(s.name, StageCheckpoint()).phase == StagePhase.FAILED]
+    if failed:
+        _set(status, reasons.CONDITION_DEGRADED, ConditionStatus.TRUE,
+             reasons.NON_CRITICAL_STAGE_FAILED,
+             f"Non-critical stage(s) failed, their dependents were skipped: {', '.join(failed)}",
+             generation, now)
+
+
+def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
+         now: datetime) -> datetime | None:
+    """Now plus the longest remaining path, each unfinished stage costing the mean duration
+    of the finished ones (a running stage: what is left of that mean)."""
+    durations = [(cp.finish_time - cp.start_time).total_seconds() for cp in stages.values()
+                 if cp.phase == StagePhase.SUCCEEDED and cp.start_time and cp.finish_time]
+    if len(durations) < _ETA_MIN_FINISHED:
+        return None
+    mean = sum(durations) / len(durations)
+    remaining: dict[str, float] = {}
+    order = pipeline.all_stages()
+    finals = {s.name for s in pipeline.finally_ or []}
+    main_names = [s.name for s in pipeline.stages]
+    for stage in in_dag_order(order):
+        cp = stages.get(stage.name)
+        if cp is not None and cp.phase.finished:
+            cost = 0.0
+        elif cp is not None and cp.phase == StagePhase.RUNNING and cp.start_time:
+            cost = max(mean - (now - cp.start_time).total_seconds(), 0.0)
+        else:
+            cost = mean
+        deps = list(stage.depends_on or [])
+        if stage.name in finals:
+            deps += main_names  # finally stages wait for the whole main DAG
+        remaining[stage.name] = cost + max((remaining.get(d, 0.0) for d in deps), default=0.0)
+    return now + timedelta(seconds=round(max(remaining.values(), default=0.0), 1))
+

@@ -1,0 +1,60 @@
+"""What the shell remembers between events: the newest body of each run, and the Jobs it has
+just created (which the watch may not have delivered yet - the Job controller's
+"expectations")."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubedag.core.observe import JobSummary
+
+RunKey = tuple[str, str]  # (namespace, name)
+EXPECTATION_SECONDS = 30.0
+
+
+def _resource_version(body: dict[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", "0"))
+    except ValueError:
+        return 0
+
+
+@dataclass
+class RunCache:
+    bodies: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
+    keys_by_uid: dict[str, RunKey] = field(default_factory=dict)
+    created: dict[str, dict[str, tuple[JobSummary, float]]] = field(default_factory=dict)
+
+    def put(self, body: dict[str, Any]) -> RunKey:
+        """Keep the newest version: a watch event may be older than our own status write."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.bodies.get(key)
+        same_object = current is not None and current["metadata"].get("uid") == meta.get("uid")
+        if not same_object or _resource_version(body) >= _resource_version(current or {}):
+            self.bodies[key] = body
+        self.keys_by_uid[meta["uid"]] = key
+        return key
+
+    def forget(self, body: dict[str, Any]) -> RunKey:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.bodies.get(key)
+        if current is not None and current["metadata"].get("uid") == meta.get("uid"):
+            del self.bodies[key]
+        self.keys_by_uid.pop(meta.get("uid", ""), None)
+        self.created.pop(meta.get("uid", ""), None)
+        return key
+
+    def expect(self, run_uid: str, job: JobSummary) -> None:
+        self.created.setdefault(run_uid, {})[job.name] = (job, time.monotonic())
+
+    def expected(self, run_uid: str) -> dict[str, JobSummary]:
+        """Jobs created within the expectation window; older ones are dropped."""
+        entries = self.created.get(run_uid, {})
+        now = time.monotonic()
+        for name in [n for n, (_, at) in entries.items() if now - at > EXPECTATION_SECONDS]:
+            del entries[name]
+        return {name: job for name, (job, _) in entries.items()}

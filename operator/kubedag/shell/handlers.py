@@ -1,0 +1,146 @@
+"""kopf handlers: thin adapters from watch events to the caches and the work queue.
+
+Only ``on.event`` handlers and indexes are used, so kopf writes nothing to our objects (no
+finalizers, no progress annotations): the one status write per reconcile is the operator's own.
+kopf fills every index before it invokes any handler, so the first reconcile after a restart
+already sees all of a run's Jobs and pods - which is what makes "never re-create a Job" hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from kubedag import contract
+from kubedag.core.observe import LABEL_RUN_UID, summarize_job, summarize_pod
+from kubedag.shell.cache import RunCache, RunKey
+from kubedag.shell.kube import Kube, new_api_client
+from kubedag.shell.reconciler import Indexes, Reconciler
+from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.workqueue import WorkQueue
+
+log = logging.getLogger("kubedag.operator")
+GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
+OURS = {LABEL_RUN_UID: kopf.PRESENT}
+ERROR_BACKOFF_SECONDS = 2.0
+
+
+class _State:
+    """Process-wide state, created at startup (kopf handlers are module-level functions)."""
+
+    settings: OperatorSettings
+    runs = RunCache()
+    indexes = Indexes()
+    queue: WorkQueue
+    reconciler: Reconciler
+    workers: list[asyncio.Task[None]]
+
+
+state = _State()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = OperatorSettings.from_env()
+    state.settings = config
+    settings.posting.enabled = False  # we post our own, aggregated Events
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.execution.max_workers = config.api_threads
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
+    kube = Kube(new_api_client(config.api_threads))
+    state.queue = WorkQueue()
+    state.reconciler = Reconciler(kube, config, state.runs, state.indexes)
+    state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    for task in getattr(state, "workers", []):
+        task.cancel()
+
+
+async def _worker(number: int) -> None:
+    while True:
+        key: RunKey = await state.queue.get()  # type: ignore[assignment]
+        try:
+            requeue = await state.reconciler.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconcile of %s/%s failed; retrying", *key)
+            requeue = ERROR_BACKOFF_SECONDS
+        finally:
+            state.queue.done(key)
+        if requeue is not None:
+            state.queue.add_after(key, requeue)
+
+
+# --- indexes: kopf keeps them current and complete before handlers run ----------------------
+
+@kopf.index("batch", "v1", "jobs", labels=OURS)
+def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+    return {labels[LABEL_RUN_UID]: summarize_job(dict(body))}
+
+
+@kopf.index("", "v1", "pods", labels=OURS)
+def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+    return {labels[LABEL_RUN_UID]: summarize_pod(dict(body))}
+
+
+@kopf.index(GROUP, VERSION, "pipelines")
+def kubedag_pipelines(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): dict(spec)}
+
+
+def _bind(kwargs: dict[str, Any]) -> None:
+    state.indexes.jobs = kwargs["kubedag_jobs"]
+    state.indexes.pods = kwargs["kubedag_pods"]
+    state.indexes.pipelines = kwargs["kubedag_pipelines"]
+
+
+# --- events -----------------------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, "pipelineruns")
+async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+    _bind(kwargs)
+    raw = dict(body)
+    if type == "DELETED":
+        key = state.runs.forget(raw)
+        state.queue.forget(key)
+        return
+    state.queue.add(state.runs.put(raw))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def job_event(labels: kopf.Labels, **kwargs: Any) -> None:
+    _bind(kwargs)
+    _wake(labels[LABEL_RUN_UID])
+
+
+@kopf.on.event("", "v1", "pods", labels=OURS)
+async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
+    _bind(kwargs)
+    _wake(labels[LABEL_RUN_UID])
+
+
+@kopf.on.event(GROUP, VERSION, "pipelines")
+async def pipeline_event(namespace: str, name: str, **kwargs: Any) -> None:
+    """A Pipeline appeared or changed: runs still waiting for it can start."""
+    _bind(kwargs)
+    for key, body in list(state.runs.bodies.items()):
+        ref = (body.get("spec") or {}).get("pipelineRef") or {}
+        started = (body.get("status") or {}).get("pipelineSpec")
+        if key[0] == namespace and ref.get("name") == name and not started:
+            state.queue.add(key)
+
+
+def _wake(run_uid: str) -> None:
+    key = state.runs.keys_by_uid.get(run_uid)
+    if key is not None:
+        state.queue.add(key)

@@ -1,0 +1,137 @@
+"""Every call kubedag makes to the Kubernetes API, and nothing else.
+
+The client is the synchronous `kubernetes` one, called from a thread pool, so one slow request
+never blocks the event loop that kopf's watches run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from kubedag import contract
+from kubedag.core.plan import Event
+
+PLURAL_RUNS = "pipelineruns"
+COMPONENT = "kubedag-operator"
+
+
+class PermanentApiError(Exception):
+    """The API server rejected a request for good (invalid, forbidden): retrying won't help."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    namespace: str
+    name: str
+    uid: str
+
+
+def new_api_client(pool_size: int) -> k8s.ApiClient:
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        configuration = k8s.Configuration.get_default_copy()
+    except k8s_config.ConfigException:
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    return k8s.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+        self.batch = k8s.BatchV1Api(api)
+        self.core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.writes = 0  # for benchmarks: API writes issued by the operator
+
+    async def create_job(self, manifest: dict[str, Any], *, dry_run: bool = False) -> str | None:
+        """Create a Job; AlreadyExists counts as success (names are deterministic).
+
+        Returns None on success, or the API server's message when it rejected the Job for good.
+        """
+        namespace = manifest["metadata"]["namespace"]
+        self.writes += 1
+        try:
+            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, manifest,
+                                    dry_run="All" if dry_run else None)
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            if error.status in (400, 403, 422):
+                return _api_message(error)
+            raise
+        return None
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        self.writes += 1
+        try:
+            await asyncio.to_thread(self.batch.delete_namespaced_job, name, namespace,
+                                    propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def patch_run_status(self, run: RunRef, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the status subresource; returns the updated object (None if it is gone)."""
+        self.writes += 1
+        try:
+            result: dict[str, Any] = await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                contract.API_GROUP, contract.API_VERSION, run.namespace, PLURAL_RUNS, run.name,
+                {"status": patch},
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    async def delete_run(self, run: RunRef) -> None:
+        self.writes += 1
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object, contract.API_GROUP,
+                contract.API_VERSION, run.namespace, PLURAL_RUNS, run.name,
+                body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=run.uid)),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def post_event(self, run: RunRef, event: Event) -> None:
+        """Best effort: a lost Event must never fail a reconcile."""
+        now = datetime.now(UTC)
+        body = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(name=f"{run.name}.{uuid.uuid4().hex[:12]}",
+                                      namespace=run.namespace),
+            involved_object=k8s.V1ObjectReference(
+                api_version=f"{contract.API_GROUP}/{contract.API_VERSION}", kind="PipelineRun",
+                name=run.name, namespace=run.namespace, uid=run.uid),
+            reason=event.reason, message=event.message[:1024], type=event.type,
+            first_timestamp=now, last_timestamp=now, count=1,
+            source=k8s.V1EventSource(component=COMPONENT), reporting_component=COMPONENT,
+            reporting_instance=COMPONENT,
+        )
+        self.writes += 1
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_event, run.namespace, body)
+        except ApiException:
+            pass
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body).get("message", error.reason))
+    except (TypeError, ValueError):
+        return str(error.reason)

@@ -1,0 +1,36 @@
+"""`kubedag-operator`: run the operator (cluster-wide, or in KUBEDAG_NAMESPACES)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+
+from kubedag.shell import handlers  # noqa: F401 - registers the handlers
+from kubedag.shell.settings import OperatorSettings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kubedag-operator", description=__doc__)
+    parser.add_argument("--peering", default=None,
+                        help="kopf peering name for leader election between replicas "
+                        "(default: standalone, one replica)")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz",
+                        help="liveness endpoint URL")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = OperatorSettings.from_env()
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness or None,
+    )
+
+
+if __name__ == "__main__":
+    main()

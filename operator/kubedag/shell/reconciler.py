@@ -1,0 +1,146 @@
+"""One reconcile of one run: gather facts from caches, call decide(), carry out the plan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubedag.api import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StageCheckpoint, to_k8s
+from kubedag import contract
+from kubedag.core.decide import RunFacts, decide
+from kubedag.core.feedback import decide_invalid_spec, record_create_results
+from kubedag.core.jobspec import RunIdentity
+from kubedag.core.mergepatch import merge_patch
+from kubedag.core.observe import JobSummary, PodSummary, summarize_job
+from kubedag.core.plan import Plan
+from kubedag.shell.cache import RunCache, RunKey
+from kubedag.shell.kube import Kube, RunRef
+from kubedag.shell.settings import OperatorSettings
+
+log = logging.getLogger("kubedag.reconciler")
+
+
+class Indexes:
+    """Live views of kopf's indexes (jobs and pods by run UID, pipelines by (ns, name))."""
+
+    def __init__(self) -> None:
+        self.jobs: Mapping[str, Any] = {}
+        self.pods: Mapping[str, Any] = {}
+        self.pipelines: Mapping[tuple[str, str], Any] = {}
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: OperatorSettings, runs: RunCache,
+                 indexes: Indexes) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.runs = runs
+        self.indexes = indexes
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def reconcile(self, key: RunKey) -> float | None:
+        """Returns seconds until the run wants another pass, if it does."""
+        body = self.runs.bodies.get(key)
+        if body is None:
+            return None
+        meta = body["metadata"]
+        ref = RunRef(meta["namespace"], meta["name"], meta["uid"])
+        now = datetime.now(UTC)
+        try:
+            facts = self._facts(body)
+        except ValidationError as error:
+            plan = decide_invalid_spec(body, _validation_message(error), now)
+        else:
+            plan = decide(facts, now, self.settings.jobs)
+        await self._execute(ref, body, plan, now)
+        return plan.requeue_after
+
+    def _facts(self, body: dict[str, Any]) -> RunFacts:
+        meta = body["metadata"]
+        spec = PipelineRunSpec.model_validate(body.get("spec") or {})
+        status = PipelineRunStatus.model_validate(body.get("status") or {})
+        uid = meta["uid"]
+        referenced = None
+        if status.pipeline_spec is None and spec.pipeline_ref is not None:
+            for stored in self.indexes.pipelines.get((meta["namespace"], spec.pipeline_ref.name),
+                                                     []):
+                referenced = PipelineSpec.model_validate(stored)
+        jobs: dict[str, JobSummary] = {j.name: j for j in self.indexes.jobs.get(uid, [])}
+        expected = self.runs.expected(uid)
+        for name, job in expected.items():
+            jobs.setdefault(name, job)
+        pods: list[PodSummary] = list(self.indexes.pods.get(uid, []))
+        return RunFacts(
+            identity=RunIdentity(
+                name=meta["name"], namespace=meta["namespace"], uid=uid,
+                pipeline=spec.pipeline_ref.name if spec.pipeline_ref else meta["name"]),
+            generation=int(meta.get("generation", 1)),
+            created=datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")),
+            spec=spec,
+            status=status,
+            referenced_pipeline=referenced,
+            jobs=jobs,
+            pods=pods,
+            recently_created=frozenset(expected),
+            resume_checkpoints=self._resume_checkpoints(meta["namespace"], spec, status),
+        )
+
+    def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
+                            status: PipelineRunStatus) -> dict[str, StageCheckpoint] | None:
+        if not spec.resume_from or status.start_time is not None:
+            return None
+        previous = self.runs.bodies.get((namespace, spec.resume_from))
+        if previous is None:
+            return None
+        old = PipelineRunStatus.model_validate(previous.get("status") or {})
+        return dict(old.stages or {})
+
+    async def _execute(self, ref: RunRef, body: dict[str, Any], plan: Plan,
+                       now: datetime) -> None:
+        if plan.delete_run:
+            await self.kube.delete_run(ref)
+            return
+        results = await self._create_jobs(ref, plan)
+        if results:
+            record_create_results(plan, results, now)
+        await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)
+                               for name in plan.delete_jobs))
+        new_status = to_k8s(plan.status)
+        patch = merge_patch(body.get("status") or {}, new_status)
+        if patch:
+            updated = await self.kube.patch_run_status(ref, patch)
+            if updated is not None:
+                self.runs.put(updated)
+        for event in plan.events:
+            self._spawn(self.kube.post_event(ref, event))
+
+    async def _create_jobs(self, ref: RunRef, plan: Plan) -> dict[str, str | None]:
+        """Create the plan's Jobs concurrently; returns {stage: rejection message or None}."""
+        if not plan.create_jobs:
+            return {}
+
+        async def create(manifest: dict[str, Any]) -> tuple[str, str | None]:
+            rejected = await self.kube.create_job(manifest, dry_run=plan.dry_run)
+            if rejected is None and not plan.dry_run:
+                self.runs.expect(ref.uid, summarize_job(manifest))
+            return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
+
+        return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:20]:
+        path = ".".join(str(p) for p in ("spec", *item["loc"]))
+        parts.append(f"{path}: {item['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,36 @@
+"""Operator configuration, from environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from kubedag.core.jobspec import JobSettings
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    # Empty: watch the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    workers: int = 16
+    api_threads: int = 32
+    metrics_port: int = 8080
+    jobs: JobSettings = field(default_factory=JobSettings)
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        namespaces = tuple(n for n in os.environ.get("KUBEDAG_NAMESPACES", "").split(",") if n)
+        return cls(
+            namespaces=namespaces,
+            workers=_int("KUBEDAG_WORKERS", 16),
+            api_threads=_int("KUBEDAG_API_THREADS", 32),
+            metrics_port=_int("KUBEDAG_METRICS_PORT", 8080),
+            jobs=JobSettings(
+                worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
+                job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),
+            ),
+        )

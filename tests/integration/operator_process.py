@@ -1,0 +1,73 @@
+"""The operator as a real process (so a test can SIGKILL it), logging into the run directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.support import Cluster
+
+
+class OperatorProcess:
+    def __init__(self, cluster: Cluster, extra_env: dict[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.extra_env = extra_env or {}
+        self.log = cluster.plane.log_dir / "kubedag-operator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        env = self.cluster.env()
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start #{self.starts} at {time.strftime('%X')} =====\n".encode())
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kubedag.shell.main", "--liveness", ""],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        self._wait_until_watching()
+
+    def _wait_until_watching(self, timeout: float = 30.0) -> None:
+        """kopf logs nothing reliable on readiness; its first handler call shows it is live."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"operator exited with {self.process.returncode}; "
+                                     f"log: {self.log}")
+            if "Handler 'run_event' succeeded" in self._tail() or self._idle_ready():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"operator did not become ready; log: {self.log}")
+
+    def _tail(self) -> str:
+        text = self.log.read_text(errors="replace")
+        return text[text.rfind("===== start #"):]
+
+    def _idle_ready(self) -> bool:
+        # With no PipelineRun around yet, kopf's startup handler finishing is the best signal.
+        return "Handler 'startup' succeeded" in self._tail() or "startup' succeeded" in self._tail()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers, no flush - the crash a checkpoint must survive."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def log_path(self) -> Path:
+        return self.log
