@@ -225,3 +225,12 @@ def test_local_progress_is_logged_and_coalesced(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if "progress " in line and "%" in line]
     assert lines[-1].endswith("progress 100% done")
     assert 2 <= len(lines) <= 5  # ~1 s of updates at one per 0.5 s, plus the final one
+
+
+def test_missing_cluster_credentials_only_lose_progress(tmp_path: Path) -> None:
+    result = run_worker(
+        tmp_path, f"{SAMPLES}:nothing", KUBEDAG_NAMESPACE="ns", KUBEDAG_POD_NAME="pod",
+        KUBECONFIG=str(tmp_path / "absent"),
+    )
+    assert result.code == contract.EXIT_OK, result.stderr
+    assert "progress is only logged" in result.stderr
