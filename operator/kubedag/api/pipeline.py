@@ -50,9 +50,6 @@ class PipelineDefaults(ApiModel):
     pod_annotations: dict[str, str] | None = Field(
         default=None, description="Annotations put on every stage pod."
     )
-    pod_annotations: dict[str, str] | None = Field(
-        default=None, description="Annotations put on every stage pod."
-    )
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations of every stage pod."
     )

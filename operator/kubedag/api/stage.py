@@ -191,11 +191,6 @@ class Stage(ApiModel):
         max_length=32,
         description="Tolerations of the pod, added to `spec.defaults.tolerations`.",
     )
-    pod_annotations: dict[str, str] | None = Field(
-        default=None,
-        description="Annotations put on the stage's pods; merged over "
-        "`spec.defaults.podAnnotations`.",
-    )
     retry: RetryPolicy | None = Field(
         default=None, description="Retries after a failed attempt; default: no retry."
     )

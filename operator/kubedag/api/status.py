@@ -97,11 +97,6 @@ class StageCheckpoint(ApiModel):
     )
     reason: str | None = Field(
         default=None,
-        max_length=128,
-        description="CamelCase reason of the phase, e.g. `WhenFalse`, `UpstreamFailed`.",
-    )
-    reason: str | None = Field(
-        default=None,
         max_length=64,
         description="CamelCase reason of the phase, for tools: e.g. `WhenFalse` or "
         "`UpstreamFailed` for a skipped stage (only the former lets dependants run), "
