@@ -254,6 +254,8 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
         if phase == StagePhase.RETRYING:
             cp = p.checkpoints[stage.name]
             if stopping:
+                # A retry is new work, and a critical failure stops new work.
+                _fail_stage(p, stage, f"{cp.message}; not retried: a critical stage failed")
                 continue
             if cp.next_retry_time is None or cp.next_retry_time <= p.now:
                 ready.append(stage)
