@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kubedag.api.crd import KINDS
-from tests.integration.support import Cluster
+from tests.integration.support import Cluster, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -68,11 +68,21 @@ def test_invalid_manifest_is_rejected_naming_the_field(
     assert f"{expected.group(1)}:" in result.stderr, result.stderr
 
 
+def explain(cluster: Cluster, field: str) -> str:
+    """`kubectl explain`, retried: the OpenAPI document lags a CRD's Established condition."""
+
+    def attempt() -> str | None:
+        result = cluster.kubectl("explain", field, check=False)
+        return result.stdout if result.returncode == 0 else None
+
+    return wait_for(attempt, timeout=30, what=f"kubectl explain {field}")
+
+
 def test_explain_shows_descriptions(crds: Cluster) -> None:
-    output = crds.kubectl("explain", "pipelinerun.spec").stdout
+    output = explain(crds, "pipelinerun.spec")
     assert "pipelineRef" in output and "resumeFrom" in output
     assert "Exactly one of pipelineRef or pipelineSpec" in output
-    stages = crds.kubectl("explain", "pipeline.spec.stages.when").stdout
+    stages = explain(crds, "pipeline.spec.stages.when")
     assert "CEL" in stages
 
 
