@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: help venv cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds demo bench all clean
+.PHONY: help venv cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds crds-check demo bench all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ test-integration: venv cluster-bin ## Integration tests on a fresh local control
 test: venv cluster-bin ## The whole suite: lint, CRD drift, unit and integration tests
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest tests
+
+demo: venv cluster-bin ## Local control plane + operator + an example document PipelineRun, shown to the end
+	$(PY) hack/demo.py
+
+crds: venv ## Regenerate crds/ from the pydantic models
+	$(PY) -m kubedag.api.crd --out crds
 
 lint: venv ## ruff
 	$(BIN)/ruff check operator tests bench

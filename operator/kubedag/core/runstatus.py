@@ -74,8 +74,19 @@ def refresh_run_status(
         done = status.progress
         _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.RUNNING,
              f"{done.completed}/{done.total} stages done", generation, now)
-    status.eta = _eta(pipeline, stages, now)
+    status.eta = _steady(status.eta, _eta(pipeline, stages, now))
     _degraded(status, pipeline, generation, now)
+
+
+ETA_TOLERANCE = timedelta(seconds=5)
+
+
+def _steady(old: datetime | None, new: datetime | None) -> datetime | None:
+    """Keep the previous ETA while the new estimate is close: an estimate that moved by a few
+    milliseconds on every pass would cost a status write per pod event."""
+    if old is not None and new is not None and abs(new - old) < ETA_TOLERANCE:
+        return old
+    return new.replace(microsecond=0) if new is not None else None
 
 
 def _progress(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint]) -> RunProgress:

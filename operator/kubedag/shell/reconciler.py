@@ -17,7 +17,7 @@ from kubedag.core.feedback import decide_invalid_spec, record_create_results
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job
-from kubedag.core.plan import Plan
+from kubedag.core.plan import Event, Plan
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.settings import OperatorSettings
@@ -116,8 +116,8 @@ class Reconciler:
             updated = await self.kube.patch_run_status(ref, patch)
             if updated is not None:
                 self.runs.put(updated)
-        for event in plan.events:
-            self._spawn(self.kube.post_event(ref, event))
+        if plan.events:
+            self._spawn(self._post_events(ref, plan.events))
 
     async def _create_jobs(self, ref: RunRef, plan: Plan) -> dict[str, str | None]:
         """Create the plan's Jobs concurrently; returns {stage: rejection message or None}."""
@@ -131,6 +131,11 @@ class Reconciler:
             return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
 
         return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
+
+    async def _post_events(self, ref: RunRef, events: list[Event]) -> None:
+        """In order, off the reconcile's critical path."""
+        for event in events:
+            await self.kube.post_event(ref, event)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
