@@ -28,10 +28,10 @@ from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
 from kubedag.core.naming import job_name
 from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
 from kubedag.core.params import resolve_params
-from kubedag.core.plan import Event, Plan
+from kubedag.core.plan import Event, Plan, short_list
 from kubedag.core.runstatus import finish_run, refresh_run_status
-from kubedag.core.stageorder import in_dag_order
 from kubedag.core.stagecheck import check_pipeline, evaluate_when
+from kubedag.core.stageorder import in_dag_order
 
 # A Job we created may not be in the watch cache yet; until this much time has passed, its
 # absence is the cache lagging, not the Job being lost.
@@ -72,6 +72,8 @@ class _Pass:
     started: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # Announced after the stage events of the same pass, so Events read in order.
+    finished_event: Event | None = None
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.plan.events.append(Event(type_, reason, message))
@@ -317,11 +319,12 @@ def _schedule(p: _Pass) -> None:
                       if s.critical and _phase(p, s.name) == StagePhase.FAILED]
             finish_run(p.status, RunPhase.FAILED, reasons.STAGE_FAILED,
                        f"Critical stage(s) failed: {', '.join(failed)}", p.facts.generation, p.now)
-            p.event("Warning", reasons.FAILED, f"Run failed: {', '.join(failed)} failed")
+            p.finished_event = Event("Warning", reasons.FAILED,
+                                     f"Run failed: {', '.join(failed)} failed")
         else:
             finish_run(p.status, RunPhase.SUCCEEDED, reasons.SUCCEEDED,
                        f"All {len(everything)} stages done", p.facts.generation, p.now)
-            p.event("Normal", reasons.SUCCEEDED, "Run succeeded")
+            p.finished_event = Event("Normal", reasons.SUCCEEDED, "Run succeeded")
 
 
 def _running_count(p: _Pass) -> int:
@@ -398,7 +401,8 @@ def _reuse_finished_stages(p: _Pass) -> None:
     reused = []
     for stage in p.pipeline.all_stages():
         old = previous.get(stage.name)
-        if old is not None and old.phase == StagePhase.SUCCEEDED and stage.name not in p.checkpoints:
+        reusable = old is not None and old.phase == StagePhase.SUCCEEDED
+        if old is not None and reusable and stage.name not in p.checkpoints:
             p.checkpoints[stage.name] = old.model_copy(
                 update={"reason": reasons.STAGE_REUSED,
                         "message": f"reused from run {p.facts.spec.resume_from}"})
@@ -406,7 +410,7 @@ def _reuse_finished_stages(p: _Pass) -> None:
     if reused:
         p.event("Normal", reasons.RESUMED_FROM,
                 f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
-                f"{_short_list(reused)}")
+                f"{short_list(reused)}")
 
 
 def _run_timeout(p: _Pass) -> int | None:
@@ -448,16 +452,13 @@ def _after_finish(facts: RunFacts, status: PipelineRunStatus, plan: Plan,
     return plan
 
 
-def _short_list(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
-
 
 def _summarize_events(p: _Pass) -> None:
     """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events."""
-    if p.started:
-        p.event("Normal", reasons.STAGE_STARTED, f"Started {_short_list(p.started)}")
-    if p.succeeded:
-        p.event("Normal", reasons.STAGE_SUCCEEDED, f"Succeeded {_short_list(p.succeeded)}")
-    if p.skipped:
-        p.event("Normal", reasons.STAGE_SKIPPED, f"Skipped {_short_list(p.skipped)}")
+    for reason, verb, stages in ((reasons.STAGE_SUCCEEDED, "Succeeded", p.succeeded),
+                                 (reasons.STAGE_SKIPPED, "Skipped", p.skipped),
+                                 (reasons.STAGE_STARTED, "Started", p.started)):
+        if stages:
+            p.plan.events.append(Event.listing(reason, verb, stages))
+    if p.finished_event is not None:
+        p.plan.events.append(p.finished_event)

@@ -75,9 +75,10 @@ def build_job(
     outputs: Mapping[str, Mapping[str, Any] | None],
     settings: JobSettings,
 ) -> dict[str, Any]:
-    """The Job manifest. Raises ValueError (SubstitutionError) for a reference that cannot resolve."""
+    """The Job manifest; ValueError (SubstitutionError) for a reference that cannot resolve."""
     defaults = pipeline.defaults
-    labels = {**((defaults.labels or {}) if defaults else {}), **labels_for(run, stage.name, attempt)}
+    labels = {**((defaults.labels or {}) if defaults else {}),
+              **labels_for(run, stage.name, attempt)}
     env = _environment(run, stage, attempt, params, outputs, settings)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,25 @@ class Event:
     type: str  # Normal | Warning
     reason: str  # CamelCase, from kubedag.core.reasons
     message: str
+    # A list-event ("Started a, b") names its verb and stages, so that the shell can fold
+    # several of them into one Event: fewer writes on fast pipelines.
+    verb: str | None = None
+    stages: tuple[str, ...] = ()
+
+    @classmethod
+    def listing(cls, reason: str, verb: str, stages: Sequence[str]) -> Event:
+        return cls("Normal", reason, f"{verb} {short_list(stages)}", verb, tuple(stages))
+
+    def absorb(self, other: Event) -> Event | None:
+        """The two as one Event, or None when they are not the same kind of list-event."""
+        if self.verb is None or (other.reason, other.verb) != (self.reason, self.verb):
+            return None
+        return Event.listing(self.reason, self.verb, [*self.stages, *other.stages])
+
+
+def short_list(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 @dataclass

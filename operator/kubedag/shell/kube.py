@@ -7,6 +7,8 @@ never blocks the event loop that kopf's watches run on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,15 +124,11 @@ class Kube:
             reporting_instance=COMPONENT,
         )
         self.writes += 1
-        try:
+        with contextlib.suppress(ApiException):
             await asyncio.to_thread(self.core.create_namespaced_event, run.namespace, body)
-        except ApiException:
-            pass
 
 
 def _api_message(error: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(error.body).get("message", error.reason))
     except (TypeError, ValueError):

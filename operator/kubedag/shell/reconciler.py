@@ -10,15 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubedag.api import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StageCheckpoint, to_k8s
 from kubedag import contract
+from kubedag.api import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StageCheckpoint, to_k8s
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.feedback import decide_invalid_spec, record_create_results
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job
-from kubedag.core.plan import Event, Plan
+from kubedag.core.plan import Plan
 from kubedag.shell.cache import RunCache, RunKey
+from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.settings import OperatorSettings
 
@@ -41,7 +42,7 @@ class Reconciler:
         self.settings = settings
         self.runs = runs
         self.indexes = indexes
-        self._background: set[asyncio.Task[None]] = set()
+        self.events = EventBuffer(kube.post_event)
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
@@ -116,8 +117,7 @@ class Reconciler:
             updated = await self.kube.patch_run_status(ref, patch)
             if updated is not None:
                 self.runs.put(updated)
-        if plan.events:
-            self._spawn(self._post_events(ref, plan.events))
+        self.events.add(ref, plan.events)
 
     async def _create_jobs(self, ref: RunRef, plan: Plan) -> dict[str, str | None]:
         """Create the plan's Jobs concurrently; returns {stage: rejection message or None}."""
@@ -131,16 +131,6 @@ class Reconciler:
             return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
 
         return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
-
-    async def _post_events(self, ref: RunRef, events: list[Event]) -> None:
-        """In order, off the reconcile's critical path."""
-        for event in events:
-            await self.kube.post_event(ref, event)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
 
 def _validation_message(error: ValidationError) -> str:
