@@ -333,7 +333,8 @@ def _running_count(p: _Pass) -> int:
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
     limit = p.pipeline.max_parallel_stages
-    room = MAX_CREATES_PER_PASS if limit is None else max(limit - _running_count(p), 0)
+    # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
+    room = len(ready) if limit is None else max(limit - _running_count(p), 0)
     position = {s.name: i for i, s in enumerate(p.pipeline.all_stages())}
     ready.sort(key=lambda s: (-s.priority, position[s.name]))
     if len(ready) > min(room, MAX_CREATES_PER_PASS) and room > MAX_CREATES_PER_PASS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from kubedag.core.plan import Plan
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
+from kubedag.shell.metrics import METRICS, Metrics
 from kubedag.shell.settings import OperatorSettings
 
 log = logging.getLogger("kubedag.reconciler")
@@ -37,8 +39,9 @@ class Indexes:
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings, runs: RunCache,
-                 indexes: Indexes) -> None:
+                 indexes: Indexes, metrics: Metrics | None = None) -> None:
         self.kube = kube
+        self.metrics = metrics or METRICS
         self.settings = settings
         self.runs = runs
         self.indexes = indexes
@@ -46,6 +49,15 @@ class Reconciler:
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
+        started, failed = time.monotonic(), True
+        try:
+            requeue = await self._reconcile(key)
+            failed = False
+            return requeue
+        finally:
+            self.metrics.observe_reconcile(time.monotonic() - started, error=failed)
+
+    async def _reconcile(self, key: RunKey) -> float | None:
         body = self.runs.bodies.get(key)
         if body is None:
             return None
@@ -117,6 +129,7 @@ class Reconciler:
             updated = await self.kube.patch_run_status(ref, patch)
             if updated is not None:
                 self.runs.put(updated)
+                self.metrics.record_transitions(body, new_status)  # once: after the write
         self.events.add(ref, plan.events)
 
     async def _create_jobs(self, ref: RunRef, plan: Plan) -> dict[str, str | None]:
