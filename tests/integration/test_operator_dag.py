@@ -145,3 +145,26 @@ def test_kubectl_wait_for_succeeded_condition(
                     "pipelinerun/waited")
     printed = cluster.kubectl("get", "-n", namespace, "kdpr", "waited").stdout
     assert "Succeeded" in printed
+
+
+def test_pipeline_status_says_whether_it_is_valid(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    for name, stages in (("good", [stage("a"), stage("b", "a")]),
+                         ("loop", [stage("a", "b"), stage("b", "a")])):
+        cluster.custom.create_namespaced_custom_object("kubedag.io", "v1alpha1", namespace,
+                                                       "pipelines", {
+            "apiVersion": "kubedag.io/v1alpha1", "kind": "Pipeline",
+            "metadata": {"name": name}, "spec": pipeline(cluster, stages)})
+
+    def valid(name: str) -> dict | None:
+        body = cluster.custom.get_namespaced_custom_object("kubedag.io", "v1alpha1", namespace,
+                                                           "pipelines", name)
+        return condition(body, "Valid") if body.get("status") else None
+
+    good = wait_for(lambda: valid("good"), what="good pipeline's Valid condition")
+    loop = wait_for(lambda: valid("loop"), what="cyclic pipeline's Valid condition")
+    assert good["status"] == "True"
+    assert loop["status"] == "False" and "cycle" in loop["message"]
+    printed = cluster.kubectl("get", "kdp", "-n", namespace).stdout
+    assert "good" in printed and "True" in printed and "False" in printed

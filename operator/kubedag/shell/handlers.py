@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from kubedag import contract
+from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import LABEL_RUN_UID, summarize_job, summarize_pod
+from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.kube import Kube, new_api_client
 from kubedag.shell.reconciler import Indexes, Reconciler
@@ -26,7 +29,6 @@ from kubedag.shell.workqueue import WorkQueue
 log = logging.getLogger("kubedag.operator")
 GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
 OURS = {LABEL_RUN_UID: kopf.PRESENT}
-ERROR_BACKOFF_SECONDS = 2.0
 
 
 class _State:
@@ -70,11 +72,12 @@ async def _worker(number: int) -> None:
         key: RunKey = await state.queue.get()  # type: ignore[assignment]
         try:
             requeue = await state.reconciler.reconcile(key)
+            state.queue.succeeded(key)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("reconcile of %s/%s failed; retrying", *key)
-            requeue = ERROR_BACKOFF_SECONDS
+            requeue = state.queue.backoff(key)
+            log.exception("reconcile of %s/%s failed; retrying in %.1f s", *key, requeue)
         finally:
             state.queue.done(key)
         if requeue is not None:
@@ -130,12 +133,20 @@ async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")
-async def pipeline_event(namespace: str, name: str, **kwargs: Any) -> None:
-    """A Pipeline appeared or changed: runs still waiting for it can start."""
+async def pipeline_event(namespace: str, name: str, body: kopf.Body, type: str | None,
+                         **kwargs: Any) -> None:
+    """A Pipeline appeared or changed: report whether it is valid; waiting runs can start."""
     _bind(kwargs)
-    for key, body in list(state.runs.bodies.items()):
-        ref = (body.get("spec") or {}).get("pipelineRef") or {}
-        started = (body.get("status") or {}).get("pipelineSpec")
+    if type != "DELETED":
+        old = dict(body.get("status") or {})
+        new = pipeline_status(dict(body.get("spec") or {}), int(body.meta.get("generation", 1)),
+                              old, datetime.now(UTC))
+        patch = merge_patch(old, new)
+        if patch:
+            await state.reconciler.kube.patch_pipeline_status(namespace, name, patch)
+    for key, run in list(state.runs.bodies.items()):
+        ref = (run.get("spec") or {}).get("pipelineRef") or {}
+        started = (run.get("status") or {}).get("pipelineSpec")
         if key[0] == namespace and ref.get("name") == name and not started:
             state.queue.add(key)
 

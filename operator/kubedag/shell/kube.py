@@ -20,8 +20,10 @@ from kubernetes.client.exceptions import ApiException
 
 from kubedag import contract
 from kubedag.core.plan import Event
+from kubedag.shell.metrics import METRICS, Metrics
 
 PLURAL_RUNS = "pipelineruns"
+PLURAL_PIPELINES = "pipelines"
 COMPONENT = "kubedag-operator"
 
 
@@ -48,12 +50,17 @@ def new_api_client(pool_size: int) -> k8s.ApiClient:
 
 
 class Kube:
-    def __init__(self, api: k8s.ApiClient) -> None:
+    def __init__(self, api: k8s.ApiClient, metrics: Metrics | None = None) -> None:
         self.api = api
+        self.metrics = metrics or METRICS
         self.batch = k8s.BatchV1Api(api)
         self.core = k8s.CoreV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
         self.writes = 0  # for benchmarks: API writes issued by the operator
+
+    def _wrote(self, verb: str, resource: str) -> None:
+        self.writes += 1
+        self.metrics.api_write(verb, resource)
 
     async def create_job(self, manifest: dict[str, Any], *, dry_run: bool = False) -> str | None:
         """Create a Job; AlreadyExists counts as success (names are deterministic).
@@ -61,7 +68,7 @@ class Kube:
         Returns None on success, or the API server's message when it rejected the Job for good.
         """
         namespace = manifest["metadata"]["namespace"]
-        self.writes += 1
+        self._wrote("create", "jobs")
         try:
             await asyncio.to_thread(self.batch.create_namespaced_job, namespace, manifest,
                                     dry_run="All" if dry_run else None)
@@ -74,7 +81,7 @@ class Kube:
         return None
 
     async def delete_job(self, namespace: str, name: str) -> None:
-        self.writes += 1
+        self._wrote("delete", "jobs")
         try:
             await asyncio.to_thread(self.batch.delete_namespaced_job, name, namespace,
                                     propagation_policy="Background")
@@ -84,7 +91,7 @@ class Kube:
 
     async def patch_run_status(self, run: RunRef, patch: dict[str, Any]) -> dict[str, Any] | None:
         """Merge-patch the status subresource; returns the updated object (None if it is gone)."""
-        self.writes += 1
+        self._wrote("patch", "pipelineruns/status")
         try:
             result: dict[str, Any] = await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status,
@@ -97,8 +104,21 @@ class Kube:
             raise
         return result
 
+    async def patch_pipeline_status(self, namespace: str, name: str,
+                                    status: dict[str, Any]) -> None:
+        self._wrote("patch", "pipelines/status")
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                contract.API_GROUP, contract.API_VERSION, namespace, PLURAL_PIPELINES, name,
+                {"status": status},
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     async def delete_run(self, run: RunRef) -> None:
-        self.writes += 1
+        self._wrote("delete", "pipelineruns")
         try:
             await asyncio.to_thread(
                 self.custom.delete_namespaced_custom_object, contract.API_GROUP,

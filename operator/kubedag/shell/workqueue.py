@@ -13,6 +13,7 @@ class WorkQueue:
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._failures: dict[Hashable, int] = {}
 
     def add(self, key: Hashable) -> None:
         if key in self._dirty:
@@ -39,7 +40,18 @@ class WorkQueue:
         self._timers.pop(key, None)
         self.add(key)
 
+    def backoff(self, key: Hashable, base: float = 0.5, cap: float = 60.0) -> float:
+        """Delay before retrying a key whose pass just failed: doubles per consecutive failure,
+        so a run that always fails (a bug, a dead API) cannot spin the operator."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        return min(base * 2**failures, cap)
+
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
+
     def forget(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
