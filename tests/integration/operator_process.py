@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,12 +17,15 @@ class OperatorProcess:
     def __init__(self, cluster: Cluster, extra_env: dict[str, str] | None = None) -> None:
         self.cluster = cluster
         self.extra_env = extra_env or {}
+        # Its own metrics port: never the default 8080 another test session may hold.
+        self.metrics_port = int(self.extra_env.get("KUBEDAG_METRICS_PORT") or free_port())
         self.log = cluster.plane.log_dir / "kubedag-operator.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         env = self.cluster.env()
+        env["KUBEDAG_METRICS_PORT"] = str(self.metrics_port)
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         self.starts += 1
@@ -71,3 +75,10 @@ class OperatorProcess:
     @property
     def log_path(self) -> Path:
         return self.log
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

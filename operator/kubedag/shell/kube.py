@@ -143,7 +143,7 @@ class Kube:
             source=k8s.V1EventSource(component=COMPONENT), reporting_component=COMPONENT,
             reporting_instance=COMPONENT,
         )
-        self.writes += 1
+        self._wrote("create", "events")
         with contextlib.suppress(ApiException):
             await asyncio.to_thread(self.core.create_namespaced_event, run.namespace, body)
 

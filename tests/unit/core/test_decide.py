@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kubedag.api import (
     CONDITION_SUCCEEDED,
@@ -21,6 +23,7 @@ from kubedag.api import (
 )
 from kubedag.core import reasons
 from kubedag.core.decide import MAX_CREATES_PER_PASS, decide
+from kubedag.core.expressions import compile_expression
 from kubedag.core.naming import job_name
 from tests.unit.core.factories import (
     RUN,
@@ -747,3 +750,82 @@ def test_unfinished_run_with_status_from_the_api_is_not_restarted() -> None:
     again = decide(f, at(1))
     assert again.create_jobs == []
     assert reasons.RUN_STARTED not in reasons_of(again)
+
+
+# --- idempotence, as a property over random DAGs and outcomes -------------------------------------
+
+
+@st.composite
+def random_pipelines(draw: st.DrawFn) -> Any:
+    count = draw(st.integers(min_value=1, max_value=12))
+    names = [f"s{i}" for i in range(count)]
+    stages = []
+    for i, name in enumerate(names):
+        deps = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3)) if i else []
+        fields: dict[str, Any] = {"critical": draw(st.booleans()),
+                                  "priority": draw(st.integers(-2, 2))}
+        if draw(st.booleans()):
+            fields["retry"] = {"limit": draw(st.integers(0, 2)), "initialDelaySeconds": 5}
+        if deps and draw(st.integers(0, 4)) == 0:
+            fields["when"] = draw(st.sampled_from(["true", "false"]))
+        stages.append(stage(name, *deps, **fields))
+    finals = [stage("fin")] if draw(st.booleans()) else []
+    limit = draw(st.one_of(st.none(), st.integers(1, 4)))
+    return pipeline(*stages, finally_=finals or None, max_parallel_stages=limit)
+
+
+OUTCOMES = ["Succeeded", "Failed", "Failed65", "Running", "Lost"]
+
+
+# The CEL parser raises the recursion limit when first built; build it before hypothesis runs
+# (which warns when the limit changes during a test).
+compile_expression("true")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_pipelines(), st.data())
+def test_decide_is_idempotent_on_its_own_output(spec: Any, data: st.DataObject) -> None:
+    f = facts(spec)
+    now = T0
+    plan = decide(f, now)
+    for _ in range(40):
+        # Re-run the pass on its own output, the created Jobs now observed: nothing new.
+        f_again = step(f, plan, now=now, pods=f.pods)
+        again = decide(f_again, now)
+        assert again.create_jobs == []
+        assert again.delete_jobs == []
+        assert to_k8s(again.status) == to_k8s(plan.status)
+        if plan.status.phase.finished:
+            break
+        f = f_again
+        pods = []
+        for name, cp in sorted((plan.status.stages or {}).items()):
+            if cp.phase != R:
+                continue
+            outcome = data.draw(st.sampled_from(OUTCOMES), label=name)
+            if outcome == "Succeeded":
+                pods.append(pod(name, cp.attempts or 1, outputs={"v": 1}))
+            elif outcome.startswith("Failed"):
+                pods.append(pod(name, cp.attempts or 1, phase="Failed",
+                                exit_code=65 if outcome == "Failed65" else 1))
+            elif outcome == "Running":
+                pods.append(pod(name, cp.attempts or 1, phase="Running"))
+        now = now + timedelta(seconds=data.draw(st.sampled_from([1, 10, 60]), label="tick"))
+        lost = {cp.job for cp in (plan.status.stages or {}).values()
+                if cp.phase == R and not any(p.job == cp.job for p in pods)}
+        f = step(f, plan, now=now, pods=pods)
+        # A Job without a pod outcome was lost (deleted behind our back) or is still pending.
+        f = replace(f, jobs={n: j for n, j in f.jobs.items() if n not in lost}
+                    if data.draw(st.booleans(), label="lose") else f.jobs)
+        plan = decide(f, now)
+        # Invariants of every pass.
+        running = sum(1 for cp in (plan.status.stages or {}).values() if cp.phase == R)
+        if spec.max_parallel_stages is not None:
+            assert running <= spec.max_parallel_stages
+        for stage_spec in spec.all_stages():
+            cp = (plan.status.stages or {}).get(stage_spec.name)
+            if cp is not None and cp.phase in (R, S) and stage_spec.name != "fin":
+                for dep in stage_spec.depends_on or []:
+                    assert (plan.status.stages or {})[dep].phase.done
+    else:
+        pytest.fail(f"run did not finish: {phases(plan)}")
