@@ -1,0 +1,394 @@
+"""Every `kubedag_` Prometheus series, in one place (the Job controller's `metrics` package).
+
+Two kinds of series:
+
+* **Events**, counted by the shell when they happen: reconcile duration and errors, API writes,
+  and run/stage transitions. A transition is derived by comparing the status a reconcile read
+  with the status it wrote (`record_transitions`, called only after the write succeeded), so it
+  is counted once per transition, never once per pass - and not again after a restart, since
+  the old status then is the persisted one.
+* **State**, computed at scrape time from the operator's run cache (`RunStateCollector`): runs
+  by phase, progress of running runs, stages running/pending and what running stages request.
+  Nothing has to be "removed when the run ends": a run that ended is simply not reported.
+
+Labels are bounded: namespace, pipeline (a run with an inline spec reports `(inline)`), stage,
+phase, outcome, reason. Only `kubedag_run_progress_ratio` carries a run label, and only while the
+run is active. Process and Python platform metrics come from prometheus-client's collectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("kubedag.metrics")
+
+INLINE_PIPELINE = "(inline)"
+RUN_PHASES = ("Pending", "Running", "Paused", "Succeeded", "Failed", "Cancelled")
+_FINISHED_RUN = frozenset({"Succeeded", "Failed", "Cancelled"})
+_FINISHED_STAGE = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
+
+# Runs and stages last seconds to days.
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800,
+                    86400, float("inf"))
+RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                     float("inf"))
+CPU_SECONDS_BUCKETS = (0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400,
+                       float("inf"))
+MEMORY_BUCKETS = (*(float(2**k * 1024 * 1024) for k in range(4, 19)), float("inf"))  # 16Mi-256Gi
+
+
+def pipeline_of(body: Mapping[str, Any]) -> str:
+    """The `pipeline` label of a run: its pipelineRef, or `(inline)` (never the run's name)."""
+    ref = (body.get("spec") or {}).get("pipelineRef") or {}
+    name = ref.get("name")
+    return str(name) if name else INLINE_PIPELINE
+
+
+def failure_reason(checkpoint: Mapping[str, Any]) -> str:
+    """A bounded, CamelCase reason for a failed attempt or stage, from its checkpoint."""
+    if checkpoint.get("reason"):
+        return str(checkpoint["reason"])[:64]
+    message = str(checkpoint.get("message") or "")
+    if message.startswith("stage timed out") or "DeadlineExceeded" in message:
+        return "Timeout"
+    if "OOMKilled" in message:
+        return "OOMKilled"
+    if "disappeared" in message:
+        return "JobLost"
+    if "rejected" in message:
+        return "JobRejected"
+    if message.startswith("Job failed"):
+        return "JobFailed"
+    if checkpoint.get("exitCode") not in (None, 0):
+        return "ExitCode"
+    return "Other"
+
+
+class Metrics:
+    """The event series, registered on ``registry`` (the operator's own, by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.reconcile_duration = Histogram(
+            "kubedag_reconcile_duration_seconds",
+            "Time one reconcile of one PipelineRun took (decide, API calls, status write).",
+            buckets=RECONCILE_BUCKETS, registry=r)
+        self.reconcile_errors = Counter(
+            "kubedag_reconcile_errors_total",
+            "Reconciles that raised an error (retried with backoff).", registry=r)
+        self.api_writes = Counter(
+            "kubedag_kube_api_writes_total",
+            "Write requests the operator sent to the Kubernetes API, by verb and resource.",
+            ["verb", "resource"], registry=r)
+        self.runs_started = Counter(
+            "kubedag_runs_started_total", "PipelineRuns that started.",
+            ["namespace", "pipeline"], registry=r)
+        self.run_duration = Histogram(
+            "kubedag_run_duration_seconds",
+            "Duration of finished PipelineRuns, from start to completion, by outcome (phase).",
+            ["namespace", "pipeline", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.stage_duration = Histogram(
+            "kubedag_stage_duration_seconds",
+            "Duration of finished stages, from their first attempt's start to the finish, "
+            "retries included, by outcome (phase).",
+            ["namespace", "pipeline", "stage", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.stage_attempts = Counter(
+            "kubedag_stage_attempts_total", "Stage attempts started (one Job each).",
+            ["namespace", "pipeline", "stage"], registry=r)
+        self.stage_retries = Counter(
+            "kubedag_stage_retries_total", "Stage attempts that were retries (attempt > 1).",
+            ["namespace", "pipeline", "stage"], registry=r)
+        self.stage_failures = Counter(
+            "kubedag_stage_failures_total",
+            "Failed stage attempts (retried or final) and stages failed without an attempt, by "
+            "reason (ExitCode, Timeout, OOMKilled, JobLost, JobRejected, RunStopped, ...).",
+            ["namespace", "pipeline", "stage", "reason"], registry=r)
+        self.stage_cpu = Histogram(
+            "kubedag_stage_cpu_seconds",
+            "CPU time of a stage attempt, as its worker reported it.",
+            ["namespace", "pipeline", "stage"], buckets=CPU_SECONDS_BUCKETS, registry=r)
+        self.stage_memory = Histogram(
+            "kubedag_stage_peak_memory_bytes",
+            "Peak resident memory of a stage attempt, as its worker reported it.",
+            ["namespace", "pipeline", "stage"], buckets=MEMORY_BUCKETS, registry=r)
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def observe_reconcile(self, seconds: float, *, error: bool) -> None:
+        self.reconcile_duration.observe(seconds)
+        if error:
+            self.reconcile_errors.inc()
+
+    def api_write(self, verb: str, resource: str) -> None:
+        self.api_writes.labels(verb, resource).inc()
+
+    def record_transitions(self, body: Mapping[str, Any], new_status: Mapping[str, Any]) -> None:
+        """Count what changed between the status in ``body`` and ``new_status`` (both as stored
+        in the API, camelCase), after ``new_status`` was written."""
+        if (body.get("spec") or {}).get("dryRun"):
+            return  # nothing ran
+        namespace = str(body["metadata"]["namespace"])
+        pipeline = pipeline_of(body)
+        old_status = body.get("status") or {}
+        if not old_status.get("startTime") and new_status.get("startTime"):
+            self.runs_started.labels(namespace, pipeline).inc()
+        old_phase, new_phase = old_status.get("phase"), new_status.get("phase")
+        if new_phase in _FINISHED_RUN and old_phase not in _FINISHED_RUN:
+            begin = _time(new_status.get("startTime")) or _time(
+                body["metadata"].get("creationTimestamp"))
+            seconds = _seconds(begin, _time(new_status.get("completionTime")))
+            if seconds is not None:
+                self.run_duration.labels(namespace, pipeline, new_phase).observe(seconds)
+        old_stages = old_status.get("stages") or {}
+        for stage, new in (new_status.get("stages") or {}).items():
+            old = old_stages.get(stage)
+            if old != new:
+                self._stage_transition(namespace, pipeline, stage, old or {}, new)
+
+    def _stage_transition(self, namespace: str, pipeline: str, stage: str,
+                          old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        labels = (namespace, pipeline, stage)
+        old_attempts, new_attempts = int(old.get("attempts") or 0), int(new.get("attempts") or 0)
+        if new_attempts > old_attempts:
+            self.stage_attempts.labels(*labels).inc(new_attempts - old_attempts)
+            retries = max(new_attempts - 1, 0) - max(old_attempts - 1, 0)
+            if retries > 0:
+                self.stage_retries.labels(*labels).inc(retries)
+        old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
+        attempt_ended = old_phase == "Running" and (
+            new_phase != "Running" or new_attempts > old_attempts)
+        if attempt_ended:
+            usage = new.get("usage") or {}
+            if usage.get("cpuSeconds") is not None:
+                self.stage_cpu.labels(*labels).observe(float(usage["cpuSeconds"]))
+            if usage.get("peakRssBytes") is not None:
+                self.stage_memory.labels(*labels).observe(float(usage["peakRssBytes"]))
+        attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
+        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Failed")
+        if attempt_failed or failed_outright:
+            self.stage_failures.labels(*labels, failure_reason(new)).inc()
+        if new_phase in _FINISHED_STAGE and old_phase not in _FINISHED_STAGE:
+            seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
+            if seconds is not None:  # a skipped stage never started: no duration
+                self.stage_duration.labels(*labels, new_phase).observe(seconds)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _seconds(begin: datetime | None, end: datetime | None) -> float | None:
+    if begin is None or end is None:
+        return None
+    return max((end - begin).total_seconds(), 0.0)
+
+
+# --- state, at scrape time ---------------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+_SUFFIXES = {
+    "": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
+    "Pi": 2.0**50, "Ei": 2.0**60,
+}
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity ("500m", "2Gi", "1.5") as a number; 0 when unreadable."""
+    match = _QUANTITY.match(str(value or "").strip())
+    if not match or match.group(2) not in _SUFFIXES:
+        return 0.0
+    try:
+        return float(match.group(1)) * _SUFFIXES[match.group(2)]
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class RunState:
+    """What one run contributes to the state series."""
+
+    namespace: str
+    pipeline: str
+    name: str
+    phase: str
+    progress: float | None = None  # 0..1, for active runs only
+    running: int = 0
+    pending: int = 0
+    cpu: float = 0.0
+    memory: float = 0.0
+    gpus: float = 0.0
+
+
+def run_state(body: Mapping[str, Any]) -> RunState:
+    meta, status = body["metadata"], body.get("status") or {}
+    state = RunState(namespace=str(meta["namespace"]), pipeline=pipeline_of(body),
+                     name=str(meta["name"]), phase=str(status.get("phase") or "Pending"))
+    if state.phase in _FINISHED_RUN or (body.get("spec") or {}).get("dryRun"):
+        return state
+    progress = status.get("progress") or {}
+    if progress.get("total"):
+        state.progress = min(float(progress.get("completed", 0)) / float(progress["total"]), 1.0)
+    elif state.phase in ("Running", "Paused"):
+        state.progress = 0.0
+    spec = status.get("pipelineSpec") or {}
+    stages = [*(spec.get("stages") or []), *(spec.get("finally") or [])]
+    checkpoints = status.get("stages") or {}
+    for stage in stages:
+        cp = checkpoints.get(stage.get("name")) or {}
+        phase = cp.get("phase", "Pending")
+        if phase in ("Pending", "Retrying"):
+            state.pending += 1
+        elif phase == "Running":
+            state.running += 1
+            pods = _active_pods(stage, cp)
+            resources = stage.get("resources") or {}
+            state.cpu += pods * parse_quantity(resources.get("cpu"))
+            state.memory += pods * parse_quantity(resources.get("memory"))
+            state.gpus += pods * float(resources.get("gpu") or 0)
+    return state
+
+
+def _active_pods(stage: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> int:
+    """Pods of a running stage: 1, or for a fan-out the unfinished indexes up to parallelism."""
+    fan_out = checkpoint.get("fanOut")
+    if not fan_out:
+        return 1
+    left = int(fan_out.get("total", 1)) - int(fan_out.get("succeeded", 0)) - int(
+        fan_out.get("failed", 0))
+    parallelism = (stage.get("fanOut") or {}).get("parallelism")
+    return max(min(left, int(parallelism)) if parallelism else left, 0)
+
+
+class RunStateCollector(Collector):
+    """Reports the state series from the run bodies ``source`` returns at scrape time.
+
+    Per-run results are cached by resourceVersion, so a scrape only re-reads runs that changed.
+    """
+
+    def __init__(self, source: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self.source = source
+        self._cache: dict[str, tuple[str, RunState]] = {}
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape time; no fixed description needed
+
+    def collect(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("kubedag_runs", "PipelineRuns the operator knows, by phase.",
+                                 labels=["namespace", "pipeline", "phase"])
+        progress = GaugeMetricFamily(
+            "kubedag_run_progress_ratio",
+            "Finished stages / all stages (0 to 1) of each active (not finished) run.",
+            labels=["namespace", "pipeline", "run"])
+        running = GaugeMetricFamily("kubedag_stages_running",
+                                    "Stages running now (their Job exists) in active runs.",
+                                    labels=["namespace", "pipeline"])
+        pending = GaugeMetricFamily(
+            "kubedag_stages_pending",
+            "Stages of active runs that have not started yet or wait for a retry.",
+            labels=["namespace", "pipeline"])
+        cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
+                                "CPU cores requested by the pods of running stages.",
+                                labels=["namespace", "pipeline"])
+        memory = GaugeMetricFamily("kubedag_running_stages_memory_request_bytes",
+                                   "Memory requested by the pods of running stages, in bytes.",
+                                   labels=["namespace", "pipeline"])
+        gpus = GaugeMetricFamily("kubedag_running_stages_gpu_request",
+                                 "GPUs requested by the pods of running stages.",
+                                 labels=["namespace", "pipeline"])
+        phases: Tally[tuple[str, str, str]] = Tally()
+        totals: dict[tuple[str, str], list[float]] = {}
+        seen: set[str] = set()
+        for state in self._states(seen):
+            key = (state.namespace, state.pipeline)
+            phases[(*key, state.phase)] += 1
+            sums = totals.setdefault(key, [0, 0, 0.0, 0.0, 0.0])
+            if state.phase in _FINISHED_RUN:
+                continue
+            if state.progress is not None:
+                progress.add_metric([*key, state.name], state.progress)
+            for i, value in enumerate((state.running, state.pending, state.cpu, state.memory,
+                                       state.gpus)):
+                sums[i] += value
+        for uid in set(self._cache) - seen:
+            del self._cache[uid]
+        for key, sums in sorted(totals.items()):
+            for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
+                runs.add_metric([*key, phase], phases[(*key, phase)])
+            for family, value in zip((running, pending, cpu, memory, gpus), sums, strict=True):
+                family.add_metric(list(key), value)
+        yield from (runs, progress, running, pending, cpu, memory, gpus)
+
+    def _states(self, seen: set[str]) -> Iterator[RunState]:
+        for body in list(self.source()):
+            meta = body.get("metadata") or {}
+            uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+            seen.add(uid)
+            cached = self._cache.get(uid)
+            if cached is not None and cached[0] == version and version:
+                yield cached[1]
+                continue
+            try:
+                state = run_state(body)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.debug("cannot read run %s for metrics", meta.get("name"), exc_info=True)
+                continue
+            self._cache[uid] = (version, state)
+            yield state
+
+
+# --- the operator's registry ---------------------------------------------------------------------
+
+def new_registry() -> CollectorRegistry:
+    """A registry with the standard process, platform and GC collectors."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
+REGISTRY = new_registry()
+METRICS = Metrics(REGISTRY)
+_watching: list[RunStateCollector] = []
+
+
+def watch_runs(source: Callable[[], Iterable[Mapping[str, Any]]],
+               registry: CollectorRegistry = REGISTRY) -> RunStateCollector:
+    """Report the state series of the runs ``source`` returns (once per registry)."""
+    collector = RunStateCollector(source)
+    if registry is REGISTRY:
+        for old in _watching:
+            REGISTRY.unregister(old)
+        _watching[:] = [collector]
+    registry.register(collector)
+    return collector
+
+
+def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
+    """Expose /metrics on ``port`` (all interfaces), in a daemon thread."""
+    start_http_server(port, registry=registry)
+    log.info("metrics on :%d/metrics", port)
