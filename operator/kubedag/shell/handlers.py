@@ -20,6 +20,7 @@ from kubedag import contract
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import LABEL_RUN_UID, summarize_job, summarize_pod
 from kubedag.core.pipelinestatus import pipeline_status
+from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.kube import Kube, new_api_client
 from kubedag.shell.reconciler import Indexes, Reconciler
@@ -58,6 +59,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(new_api_client(config.api_threads))
     state.queue = WorkQueue()
     state.reconciler = Reconciler(kube, config, state.runs, state.indexes)
+    metrics.watch_runs(lambda: list(state.runs.bodies.values()))
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
 
 
