@@ -164,14 +164,14 @@ def _fold_observations(p: _Pass) -> None:
             cp = _adopt(p, stage, seen, cp)
         if cp is None or cp.phase != StagePhase.RUNNING or cp.job is None:
             continue
-        job = p.facts.jobs.get(cp.job)
+        observed = p.facts.jobs.get(cp.job)
         pods = pods_by_job.get(cp.job, [])
-        if job is None and not pods:
+        if observed is None and not pods:
             if cp.job in p.facts.recently_created:
                 continue
             result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared")
         else:
-            result = attempt_outcome(job, pods)
+            result = attempt_outcome(observed, pods)
         _apply_result(p, stage, cp, result)
 
 

@@ -101,7 +101,8 @@ def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, An
 
 
 @kopf.index(GROUP, VERSION, "pipelines")
-def kubedag_pipelines(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+def kubedag_pipelines(namespace: str | None, name: str, spec: kopf.Spec,
+                      **_: Any) -> dict[Any, Any]:
     return {(namespace, name): dict(spec)}
 
 
@@ -137,11 +138,11 @@ async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")
-async def pipeline_event(namespace: str, name: str, body: kopf.Body, type: str | None,
+async def pipeline_event(namespace: str | None, name: str, body: kopf.Body, type: str,
                          **kwargs: Any) -> None:
     """A Pipeline appeared or changed: report whether it is valid; waiting runs can start."""
     _bind(kwargs)
-    if type != "DELETED":
+    if type != "DELETED" and namespace is not None:
         old = dict(body.get("status") or {})
         new = pipeline_status(dict(body.get("spec") or {}), int(body.meta.get("generation", 1)),
                               old, datetime.now(UTC))

@@ -12,7 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -70,7 +70,8 @@ class Kube:
         namespace = manifest["metadata"]["namespace"]
         self._wrote("create", "jobs")
         try:
-            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, manifest,
+            await asyncio.to_thread(self.batch.create_namespaced_job, namespace,
+                                    cast(k8s.V1Job, manifest),
                                     dry_run="All" if dry_run else None)
         except ApiException as error:
             if error.status == 409:
@@ -93,7 +94,7 @@ class Kube:
         """Merge-patch the status subresource; returns the updated object (None if it is gone)."""
         self._wrote("patch", "pipelineruns/status")
         try:
-            result: dict[str, Any] = await asyncio.to_thread(
+            result = await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status,
                 contract.API_GROUP, contract.API_VERSION, run.namespace, PLURAL_RUNS, run.name,
                 {"status": patch},
@@ -102,7 +103,7 @@ class Kube:
             if error.status == 404:
                 return None
             raise
-        return result
+        return cast(dict[str, Any], result)
 
     async def patch_pipeline_status(self, namespace: str, name: str,
                                     status: dict[str, Any]) -> None:
@@ -150,6 +151,6 @@ class Kube:
 
 def _api_message(error: ApiException) -> str:
     try:
-        return str(json.loads(error.body).get("message", error.reason))
+        return str(json.loads(error.body or "{}").get("message", error.reason))
     except (TypeError, ValueError):
         return str(error.reason)

@@ -45,7 +45,7 @@ class WorkQueue:
         so a run that always fails (a bug, a dead API) cannot spin the operator."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        return min(base * 2**failures, cap)
+        return min(base * float(2**failures), cap)
 
     def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
