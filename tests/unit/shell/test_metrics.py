@@ -1,0 +1,201 @@
+"""kubedag_ metrics: transitions are counted once, state is read from the run cache."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubedag.shell.metrics import (
+    INLINE_PIPELINE,
+    Metrics,
+    RunStateCollector,
+    failure_reason,
+    new_registry,
+    parse_quantity,
+)
+
+NS, PIPE = "team-a", "etl"
+
+
+def run(status: dict[str, Any] | None = None, *, name: str = "r1", uid: str = "u1",
+        version: str = "1", pipeline: str | None = PIPE) -> dict[str, Any]:
+    spec: dict[str, Any] = {"pipelineRef": {"name": pipeline}} if pipeline else {
+        "pipelineSpec": {"stages": [{"name": "a"}]}}
+    return {"metadata": {"namespace": NS, "name": name, "uid": uid, "resourceVersion": version,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": spec, "status": status or {}}
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+def test_a_run_and_a_retried_stage_are_counted_once_per_transition(metrics: Metrics) -> None:
+    r = metrics.registry
+    labels = {"namespace": NS, "pipeline": PIPE, "stage": "a"}
+    passes: list[dict[str, Any]] = [
+        {},
+        {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+         "stages": {"a": {"phase": "Running", "attempts": 1,
+                          "startTime": "2026-01-01T00:00:00Z"}}},
+        {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+         "stages": {"a": {"phase": "Retrying", "attempts": 1, "exitCode": 3,
+                          "message": "exit code 3 (Error)",
+                          "usage": {"cpuSeconds": 2.5, "peakRssBytes": 1048576},
+                          "startTime": "2026-01-01T00:00:00Z"}}},
+        {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+         "stages": {"a": {"phase": "Running", "attempts": 2,
+                          "startTime": "2026-01-01T00:00:00Z"}}},
+        {"phase": "Succeeded", "startTime": "2026-01-01T00:00:00Z",
+         "completionTime": "2026-01-01T00:01:40Z",
+         "stages": {"a": {"phase": "Succeeded", "attempts": 2,
+                          "usage": {"cpuSeconds": 1.0, "peakRssBytes": 2097152},
+                          "startTime": "2026-01-01T00:00:00Z",
+                          "finishTime": "2026-01-01T00:01:30Z"}}},
+    ]
+    for old, new in itertools.pairwise(passes):
+        metrics.record_transitions(run(old), new)
+        metrics.record_transitions(run(new), copy.deepcopy(new))  # a pass that changed nothing
+
+    assert value(r, "kubedag_runs_started_total", namespace=NS, pipeline=PIPE) == 1
+    assert value(r, "kubedag_stage_attempts_total", **labels) == 2
+    assert value(r, "kubedag_stage_retries_total", **labels) == 1
+    assert value(r, "kubedag_stage_failures_total", **labels, reason="ExitCode") == 1
+    assert value(r, "kubedag_stage_cpu_seconds_count", **labels) == 2
+    assert value(r, "kubedag_stage_cpu_seconds_sum", **labels) == 3.5
+    assert value(r, "kubedag_stage_peak_memory_bytes_sum", **labels) == 3 * 1048576
+    assert value(r, "kubedag_stage_duration_seconds_sum", **labels, outcome="Succeeded") == 90
+    assert value(r, "kubedag_run_duration_seconds_sum", namespace=NS, pipeline=PIPE,
+                 outcome="Succeeded") == 100
+    assert value(r, "kubedag_run_duration_seconds_count", outcome="Failed") is None
+
+
+def test_a_retry_started_in_the_same_pass_still_ends_the_failed_attempt(metrics: Metrics) -> None:
+    old = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "stages": {"a": {"phase": "Running", "attempts": 1}}}
+    new = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "stages": {"a": {"phase": "Running", "attempts": 2,
+                            "message": "stage timed out (DeadlineExceeded)"}}}
+    metrics.record_transitions(run(old), new)
+    assert value(metrics.registry, "kubedag_stage_failures_total", reason="Timeout") == 1
+    assert value(metrics.registry, "kubedag_stage_retries_total") == 1
+
+
+def test_skipped_stages_have_no_duration_and_stopped_stages_fail_with_their_reason(
+        metrics: Metrics) -> None:
+    new = {"phase": "Failed", "startTime": "2026-01-01T00:00:00Z",
+           "completionTime": "2026-01-01T00:00:10Z",
+           "stages": {"b": {"phase": "Skipped", "reason": "UpstreamFailed",
+                            "finishTime": "2026-01-01T00:00:10Z"},
+                      "c": {"phase": "Failed", "reason": "RunStopped",
+                            "finishTime": "2026-01-01T00:00:10Z"}}}
+    metrics.record_transitions(run({"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}),
+                               new)
+    r = metrics.registry
+    assert value(r, "kubedag_stage_duration_seconds_count", stage="b") is None
+    assert value(r, "kubedag_stage_failures_total", stage="c", reason="RunStopped") == 1
+    assert value(r, "kubedag_run_duration_seconds_count", outcome="Failed") == 1
+
+
+def test_dry_runs_are_not_counted(metrics: Metrics) -> None:
+    body = run()
+    body["spec"]["dryRun"] = True
+    metrics.record_transitions(body, {"phase": "Succeeded",
+                                      "completionTime": "2026-01-01T00:00:01Z"})
+    assert value(metrics.registry, "kubedag_run_duration_seconds_count") is None
+
+
+def test_reconcile_and_api_writes(metrics: Metrics) -> None:
+    metrics.observe_reconcile(0.01, error=False)
+    metrics.observe_reconcile(0.02, error=True)
+    metrics.api_write("create", "jobs")
+    r = metrics.registry
+    assert value(r, "kubedag_reconcile_duration_seconds_count") == 2
+    assert value(r, "kubedag_reconcile_errors_total") == 1
+    assert value(r, "kubedag_kube_api_writes_total", verb="create", resource="jobs") == 1
+
+
+@pytest.mark.parametrize(("checkpoint", "reason"), [
+    ({"reason": "RunStopped", "message": "run timed out"}, "RunStopped"),
+    ({"message": "stage timed out (DeadlineExceeded)"}, "Timeout"),
+    ({"message": "exit code 137 (OOMKilled)", "exitCode": 137}, "OOMKilled"),
+    ({"message": "Job kubedag-x disappeared"}, "JobLost"),
+    ({"message": "the API server rejected the stage's Job: quota"}, "JobRejected"),
+    ({"message": "Job failed: BackoffLimitExceeded:"}, "JobFailed"),
+    ({"message": "boom", "exitCode": 2}, "ExitCode"),
+    ({}, "Other"),
+])
+def test_failure_reasons_are_a_small_fixed_set(checkpoint: dict[str, Any], reason: str) -> None:
+    assert failure_reason(checkpoint) == reason
+
+
+@pytest.mark.parametrize(("quantity", "number"), [
+    ("500m", 0.5), ("2", 2.0), ("1.5", 1.5), ("512Mi", 512 * 2**20), ("1G", 1e9),
+    ("1e3", 1000.0), (None, 0.0), ("junk", 0.0),
+])
+def test_parse_quantity(quantity: str | None, number: float) -> None:
+    assert parse_quantity(quantity) == pytest.approx(number)
+
+
+def running_run() -> dict[str, Any]:
+    return run({
+        "phase": "Running",
+        "progress": {"completed": 1, "total": 4, "percent": 25},
+        "pipelineSpec": {
+            "stages": [
+                {"name": "done"},
+                {"name": "train", "resources": {"cpu": "500m", "memory": "1Gi", "gpu": 2}},
+                {"name": "shard", "resources": {"cpu": "2"}, "fanOut": {"parallelism": 3}},
+            ],
+            "finally": [{"name": "report"}],
+        },
+        "stages": {"done": {"phase": "Succeeded"}, "train": {"phase": "Running"},
+                   "shard": {"phase": "Running",
+                             "fanOut": {"total": 10, "succeeded": 5, "failed": 0}}},
+    })
+
+
+def test_state_series_come_from_the_run_cache() -> None:
+    bodies = {"a": running_run(),
+              "b": run({"phase": "Failed"}, name="r2", uid="u2"),
+              "c": run({"phase": "Pending"}, name="r3", uid="u3", pipeline=None)}
+    registry = CollectorRegistry()
+    registry.register(RunStateCollector(lambda: list(bodies.values())))
+    key = {"namespace": NS, "pipeline": PIPE}
+    assert value(registry, "kubedag_runs", **key, phase="Running") == 1
+    assert value(registry, "kubedag_runs", **key, phase="Failed") == 1
+    assert value(registry, "kubedag_runs", **key, phase="Cancelled") == 0
+    assert value(registry, "kubedag_runs", pipeline=INLINE_PIPELINE, phase="Pending") == 1
+    assert value(registry, "kubedag_run_progress_ratio", run="r1") == 0.25
+    assert value(registry, "kubedag_run_progress_ratio", run="r2") is None  # finished
+    assert value(registry, "kubedag_stages_running", **key) == 2
+    assert value(registry, "kubedag_stages_pending", **key) == 1  # report (finally)
+    assert value(registry, "kubedag_running_stages_cpu_request_cores", **key) == 0.5 + 3 * 2
+    assert value(registry, "kubedag_running_stages_memory_request_bytes", **key) == 2**30
+    assert value(registry, "kubedag_running_stages_gpu_request", **key) == 2
+
+    bodies["a"] = run({"phase": "Succeeded"}, version="2")  # the run ended
+    assert value(registry, "kubedag_run_progress_ratio", run="r1") is None
+    assert value(registry, "kubedag_stages_running", **key) == 0
+    del bodies["a"], bodies["b"]
+    assert value(registry, "kubedag_runs", **key, phase="Running") is None
+
+
+def test_the_operator_registry_has_process_metrics() -> None:
+    text = generate_latest(new_registry()).decode()
+    assert "process_cpu_seconds_total" in text or "python_info" in text
+    assert "python_gc_objects_collected_total" in text
