@@ -118,10 +118,10 @@ def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
         return None
     mean = sum(durations) / len(durations)
     remaining: dict[str, float] = {}
-    order = pipeline.all_stages()
     finals = {s.name for s in pipeline.finally_ or []}
     main_names = [s.name for s in pipeline.stages]
-    for stage in in_dag_order(order):
+    # Main stages first: a finally stage's costs build on the whole main DAG's.
+    for stage in [*in_dag_order(pipeline.stages), *in_dag_order(pipeline.finally_ or [])]:
         cp = stages.get(stage.name)
         if cp is not None and cp.phase.finished:
             cost = 0.0
