@@ -7,6 +7,7 @@ conditions, progress and ETA. The shell executes the plan and writes the status 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
 from kubedag.core.naming import job_name
 from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
 from kubedag.core.params import resolve_params
-from kubedag.core.plan import Event, Plan, short_list
+from kubedag.core.plan import Event, Plan, clip, short_list
 from kubedag.core.runstatus import finish_run, refresh_run_status
 from kubedag.core.stagecheck import check_pipeline, evaluate_when
 from kubedag.core.stageorder import in_dag_order
@@ -37,6 +38,7 @@ from kubedag.core.stageorder import in_dag_order
 # absence is the cache lagging, not the Job being lost.
 CREATE_GRACE = timedelta(seconds=30)
 MAX_CREATES_PER_PASS = 250
+OUTPUTS_BUDGET = 512 * 1024
 PIPELINE_LOOKUP_PATIENCE = timedelta(seconds=60)
 
 
@@ -197,8 +199,13 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
             update["progress"] = round(result.progress, 3)
         _update(p, stage.name, cp, update)
         return
-    update.update(exit_code=result.exit_code, message=result.message, usage=result.usage)
-    if result.outcome is Outcome.SUCCEEDED:
+    update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage)
+    too_large = _outputs_too_large(p, result.outputs)
+    if result.outcome is Outcome.SUCCEEDED and too_large:
+        update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.now,
+                      message=too_large)
+        p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed: {too_large}")
+    elif result.outcome is Outcome.SUCCEEDED:
         # Succeeded implies exit code 0 and progress 1: leaving them unset keeps a
         # 1,000-stage status under 256 KiB.
         update.update(phase=StagePhase.SUCCEEDED, outputs=result.outputs, progress=None,
@@ -289,8 +296,26 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
 
 def _fail_stage(p: _Pass, stage: Stage, message: str) -> None:
     p.checkpoints[stage.name] = (p.checkpoints.get(stage.name) or StageCheckpoint()).model_copy(
-        update={"phase": StagePhase.FAILED, "message": message, "finish_time": p.now})
+        update={"phase": StagePhase.FAILED, "message": clip(message), "finish_time": p.now})
     p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed: {message}")
+
+
+def _outputs_too_large(p: _Pass, outputs: dict[str, Any] | None) -> str | None:
+    """Why these outputs cannot be kept, if they cannot.
+
+    Every stage's outputs live in the run's status, which etcd caps at 1.5 MiB: each stage may
+    use an equal share of OUTPUTS_BUDGET (at most 4 KiB, the termination message's own size).
+    """
+    if not outputs:
+        return None
+    size = len(json.dumps(outputs, separators=(",", ":")))
+    allowance = min(4096, OUTPUTS_BUDGET // max(len(p.pipeline.all_stages()), 1))
+    if size <= allowance:
+        return None
+    return (f"outputs are {size} bytes; a stage of this {len(p.pipeline.all_stages())}-stage "
+            f"pipeline may report at most {allowance} bytes (the run's status must stay below "
+            "the API server's object size limit): write large results to the workspace and "
+            "output a reference")
 
 
 def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:

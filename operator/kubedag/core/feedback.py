@@ -11,7 +11,7 @@ from typing import Any
 
 from kubedag.api import PipelineRunStatus, RunPhase, StageCheckpoint, StagePhase
 from kubedag.core import reasons
-from kubedag.core.plan import Event, Plan
+from kubedag.core.plan import Event, Plan, clip
 from kubedag.core.runstatus import finish_run
 
 
@@ -24,7 +24,7 @@ def record_create_results(plan: Plan, results: dict[str, str | None], now: datet
         for stage, message in results.items():
             stages[stage] = StageCheckpoint(
                 phase=StagePhase.FAILED if message else StagePhase.PENDING,
-                message=f"dry run: Job rejected: {message}" if message
+                message=clip(f"dry run: Job rejected: {message}") if message
                 else "dry run: Job accepted by the API server (nothing created)")
         status.stages = stages
         generation = status.observed_generation or 1
@@ -42,7 +42,7 @@ def record_create_results(plan: Plan, results: dict[str, str | None], now: datet
         current = stages.get(stage) or StageCheckpoint()
         stages[stage] = current.model_copy(update={
             "phase": StagePhase.FAILED, "finish_time": now,
-            "message": f"the API server rejected the stage's Job: {message}"})
+            "message": clip(f"the API server rejected the stage's Job: {message}")})
         plan.events.append(Event("Warning", reasons.STAGE_FAILED,
                                  f"Stage {stage}: Job rejected: {message}"[:1024]))
     status.stages = stages

@@ -30,6 +30,16 @@ class Event:
         return Event.listing(self.reason, self.verb, [*self.stages, *other.stages])
 
 
+MESSAGE_LIMIT = 1024
+
+
+def clip(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    """Messages come from containers and the API server; the status schema bounds them."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def short_list(names: Sequence[str], limit: int = 10) -> str:
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
