@@ -1,0 +1,147 @@
+"""The coalescing work queue: one worker per key, bursts become one more pass."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubedag.shell.workqueue import WorkQueue
+
+
+def run(test: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(test(), timeout=5))
+
+
+async def drain(queue: WorkQueue) -> list[Any]:
+    """Every key ready now, each marked done at once."""
+    keys = []
+    while len(queue):
+        key = await queue.get()
+        keys.append(key)
+        queue.done(key)
+    return keys
+
+
+def test_keys_come_out_in_order() -> None:
+    async def scenario() -> list[Any]:
+        queue = WorkQueue()
+        for key in ["a", "b", ("ns", "c")]:
+            queue.add(key)
+        return await drain(queue)
+
+    assert run(scenario) == ["a", "b", ("ns", "c")]
+
+
+def test_adding_a_queued_key_again_coalesces() -> None:
+    async def scenario() -> tuple[int, list[Any]]:
+        queue = WorkQueue()
+        for _ in range(5):
+            queue.add("a")
+        queue.add("b")
+        queue.add("a")
+        return len(queue), await drain(queue)
+
+    assert run(scenario) == (2, ["a", "b"])
+
+
+def test_events_while_processing_cause_exactly_one_more_pass() -> None:
+    async def scenario() -> list[Any]:
+        queue = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        # Three events arrive while "a" is being processed: not handed to another worker.
+        for _ in range(3):
+            queue.add("a")
+        assert len(queue) == 0
+        queue.done(key)
+        assert len(queue) == 1
+        return await drain(queue)
+
+    assert run(scenario) == ["a"]
+
+
+def test_done_without_new_events_does_not_requeue() -> None:
+    async def scenario() -> int:
+        queue = WorkQueue()
+        queue.add("a")
+        queue.done(await queue.get())
+        return len(queue)
+
+    assert run(scenario) == 0
+
+
+def test_get_waits_for_a_key() -> None:
+    async def scenario() -> Any:
+        queue = WorkQueue()
+        waiter = asyncio.create_task(queue.get())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        queue.add("late")
+        return await waiter
+
+    assert run(scenario) == "late"
+
+
+def test_add_after_fires_later() -> None:
+    async def scenario() -> None:
+        queue = WorkQueue()
+        queue.add_after("a", 0.05)
+        assert len(queue) == 0
+        await asyncio.sleep(0.1)
+        assert len(queue) == 1
+        assert await queue.get() == "a"
+
+    run(scenario)
+
+
+def test_add_after_zero_or_negative_is_immediate() -> None:
+    async def scenario() -> int:
+        queue = WorkQueue()
+        queue.add_after("a", 0)
+        queue.add_after("b", -3)
+        return len(queue)
+
+    assert run(scenario) == 2
+
+
+def test_earlier_wake_up_wins() -> None:
+    async def scenario() -> None:
+        queue = WorkQueue()
+        queue.add_after("a", 0.05)
+        queue.add_after("a", 10)  # later: ignored
+        await asyncio.sleep(0.1)
+        assert len(queue) == 1
+        queue.done(await queue.get())
+        queue.add_after("b", 10)
+        queue.add_after("b", 0.02)  # sooner: replaces the pending one
+        await asyncio.sleep(0.06)
+        assert await drain(queue) == ["b"]
+
+    run(scenario)
+
+
+def test_forget_cancels_a_pending_wake_up() -> None:
+    async def scenario() -> int:
+        queue = WorkQueue()
+        queue.add_after("a", 0.02)
+        queue.forget("a")
+        queue.forget("never-added")
+        await asyncio.sleep(0.05)
+        return len(queue)
+
+    assert run(scenario) == 0
+
+
+def test_a_timer_firing_while_processing_coalesces_too() -> None:
+    async def scenario() -> list[Any]:
+        queue = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        queue.add_after("a", 0.01)
+        await asyncio.sleep(0.03)
+        assert len(queue) == 0  # still processing
+        queue.done(key)
+        return await drain(queue)
+
+    assert run(scenario) == ["a"]
