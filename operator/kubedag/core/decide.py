@@ -141,7 +141,9 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
     else:
         if deadline is not None:
             p.wake_at(deadline)
-        if not facts.spec.suspend:
+        if not facts.spec.suspend or all(
+                _phase(p, s.name).finished for s in pipeline.all_stages()):
+            # Suspended, nothing starts; but a run with nothing left to start still finishes.
             _schedule(p)
     _summarize_events(p)
     refresh_run_status(status, pipeline, facts.spec.suspend, facts.generation, now, p.plan.events)

@@ -829,3 +829,13 @@ def test_decide_is_idempotent_on_its_own_output(spec: Any, data: st.DataObject) 
                     assert (plan.status.stages or {})[dep].phase.done
     else:
         pytest.fail(f"run did not finish: {phases(plan)}")
+
+
+def test_suspended_run_whose_last_stage_finished_still_finishes() -> None:
+    f = facts(pipeline(stage("a")))
+    plan = decide(f, T0)
+    f = step(f, plan, now=at(5), pods=[pod("a")],
+             spec=f.spec.model_copy(update={"suspend": True}))
+    plan = decide(f, at(5))
+    assert plan.status.phase == RunPhase.SUCCEEDED
+    assert plan.create_jobs == []
