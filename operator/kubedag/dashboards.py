@@ -34,8 +34,7 @@ RATE = "$__rate_interval"
 ACTIVE = 'phase=~"Pending|Running|Paused"'
 # The operator's process metrics carry no kubedag labels: pick the operator's instances by a
 # series only it exports.
-OPERATOR = "on (job, instance) group_left () max by (job, instance) " \
-           "(kubedag_reconcile_duration_seconds_count)"
+OPERATOR = "and on (job, instance) kubedag_reconcile_duration_seconds_count"
 
 Panel = Any  # a panel builder (timeseries, stat, table)
 
@@ -182,9 +181,9 @@ def overview() -> dict[str, Any]:
                            f"[{RATE}]))", "{{verb}} {{resource}}"), width=6),
             _series("Operator CPU and memory", "short",
                     "CPU cores used and resident memory (right) of the operator process.",
-                    _query(f"rate(process_cpu_seconds_total[{RATE}]) * {OPERATOR}",
+                    _query(f"rate(process_cpu_seconds_total[{RATE}]) {OPERATOR}",
                            "cpu {{instance}}"),
-                    _query(f"process_resident_memory_bytes * {OPERATOR}",
+                    _query(f"process_resident_memory_bytes {OPERATOR}",
                            "memory {{instance}}"), width=6)
             .override_by_regexp("memory.*", [
                 dm.DynamicConfigValue(id_val="unit", value="bytes"),

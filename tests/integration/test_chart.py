@@ -1,0 +1,186 @@
+"""The Helm chart: lint, render, server-side dry run, a real install and its RBAC, alert rules."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubedag.api.crd import rendered_crds
+from kubedag.worker.rbac import WORKER_POD_RULES
+from tests.integration.chart_support import CHART, REPO, ensure_prometheus, render
+from tests.integration.support import Cluster, wait_for
+
+ALL_FEATURES = ("replicaCount=2", "metrics.serviceMonitor.enabled=true",
+                "metrics.prometheusRule.enabled=true")
+
+
+def test_helm_lint(cluster: Cluster) -> None:
+    cluster.helm("lint", "--strict", str(CHART))
+    cluster.helm("lint", "--strict", str(CHART), *(f"--set={v}" for v in ALL_FEATURES))
+
+
+def test_schema_rejects_unknown_and_invalid_values(cluster: Cluster) -> None:
+    for bad in ("replicaCout=2", "metrics.port=0", "image.pullPolicy=Sometimes"):
+        result = cluster.helm("template", "x", str(CHART), f"--set={bad}", check=False)
+        assert result.returncode != 0, bad
+        assert "schema" in result.stderr.lower(), result.stderr
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    """`python -m kubedag.api.crd --out charts/kubedag/crds` keeps them equal to crds/."""
+    for name, text in rendered_crds().items():
+        assert (CHART / "crds" / name).read_text() == text, (
+            f"charts/kubedag/crds/{name} is stale: run "
+            "`python -m kubedag.api.crd --out charts/kubedag/crds`")
+        assert (REPO / "crds" / name).read_text() == text
+
+
+def test_rendered_objects_follow_the_conventions(cluster: Cluster) -> None:
+    docs = render(cluster, "kd", "kd-system", *ALL_FEATURES)
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    deployment = by_kind[("Deployment", "kd-kubedag")]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
+    assert "--peering=kd-kubedag" in container["args"]
+    assert ("ClusterKopfPeering", "kd-kubedag") in by_kind
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEDAG_METRICS_PORT"] == "8080"
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "kubedag"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert len(dashboards) == 2
+    for config_map in dashboards:
+        assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (name, text), = config_map["data"].items()
+        assert text == (CHART / "dashboards" / name).read_text().rstrip("\n")
+
+    single = render(cluster, "kd", "kd-system")
+    args = next(d for d in single if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert not any(a.startswith("--peering") for a in args)
+    assert {d["kind"] for d in single}.isdisjoint({"ServiceMonitor", "PrometheusRule",
+                                                   "ClusterKopfPeering"})
+
+
+def test_worker_role_is_worker_pod_rules(cluster: Cluster) -> None:
+    docs = render(cluster, "kd", "kd-system", "worker.namespaces={team-a,team-b}")
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert role["rules"] == WORKER_POD_RULES
+
+
+def test_alert_rules_pass_promtool(cluster: Cluster, tmp_path: Path) -> None:
+    _, promtool = ensure_prometheus()
+    docs = render(cluster, "kd", "kd-system", *ALL_FEATURES)
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"KubedagOperatorDown", "KubedagRunsFailing", "KubedagRunStuck"} <= alerts
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.fixture
+def release(cluster: Cluster, crds: None, namespace: str) -> Iterator[tuple[str, str]]:
+    name = f"kd{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "kopf-peering.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                    "crd/clusterkopfpeerings.kopf.dev")
+    try:
+        yield name, namespace
+    finally:
+        cluster.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
+
+
+def test_server_side_dry_run_then_install(cluster: Cluster,
+                                          release: tuple[str, str]) -> None:
+    name, namespace = release
+    rendered = cluster.helm("template", name, str(CHART), "--namespace", namespace,
+                            "--set=replicaCount=2").stdout
+    cluster.kubectl("apply", "--dry-run=server", "--namespace", namespace, "-f", "-",
+                    input=rendered)
+
+    cluster.helm("install", name, str(CHART), "--namespace", namespace)
+    full = f"{name}-kubedag"
+    for kind, obj in [("deployment", full), ("serviceaccount", full),
+                      ("serviceaccount", f"{full}-worker"), ("role", f"{full}-worker"),
+                      ("rolebinding", f"{full}-worker"), ("service", f"{full}-metrics"),
+                      ("configmap", f"{full}-kubedag-overview"),
+                      ("configmap", f"{full}-kubedag-pipeline")]:
+        cluster.kubectl("get", kind, obj, "--namespace", namespace)
+    cluster.kubectl("get", "clusterrole", full)
+    cluster.kubectl("get", "clusterrolebinding", full)
+    status = cluster.helm("status", name, "--namespace", namespace).stdout
+    assert "STATUS: deployed" in status
+
+    operator = f"system:serviceaccount:{namespace}:{full}"
+    allowed = [
+        ("get", "pipelines.kubedag.io"), ("list", "pipelines.kubedag.io"),
+        ("watch", "pipelineruns.kubedag.io"), ("patch", "pipelineruns.kubedag.io/status"),
+        ("patch", "pipelines.kubedag.io/status"), ("delete", "pipelineruns.kubedag.io"),
+        ("update", "pipelineruns.kubedag.io/finalizers"), ("create", "jobs.batch"),
+        ("delete", "jobs.batch"), ("watch", "jobs.batch"), ("list", "pods"),
+        ("watch", "pods"), ("create", "events"),
+    ]
+    denied = [
+        ("delete", "nodes"), ("get", "secrets"), ("list", "secrets"), ("create", "pods"),
+        ("delete", "pods"), ("patch", "pods"), ("create", "pipelineruns.kubedag.io"),
+        ("patch", "pipelineruns.kubedag.io"), ("update", "pipelines.kubedag.io"),
+        ("patch", "jobs.batch"), ("create", "deployments.apps"), ("escalate", "clusterroles"),
+        ("create", "serviceaccounts/token"),
+    ]
+    _check_can_i(cluster, operator, namespace, allowed, denied)
+
+    worker = f"system:serviceaccount:{namespace}:{full}-worker"
+    _check_can_i(cluster, worker, namespace, [("get", "pods"), ("patch", "pods")],
+                 [("create", "pods"), ("delete", "pods"), ("get", "secrets"),
+                  ("list", "pipelineruns.kubedag.io"), ("create", "jobs.batch")])
+    assert _can_i(cluster, worker, "default", "patch", "pods") is False
+
+    # Two replicas: the ClusterKopfPeering and the RBAC for it come with --peering.
+    cluster.helm("upgrade", name, str(CHART), "--namespace", namespace,
+                 "--set=replicaCount=2")
+    cluster.kubectl("get", "clusterkopfpeering", full)
+    wait_for(lambda: _can_i(cluster, operator, namespace, "patch",
+                            "clusterkopfpeerings.kopf.dev"),
+             timeout=10, what="peering RBAC")
+
+
+def _can_i(cluster: Cluster, user: str, namespace: str, verb: str, resource: str) -> bool:
+    resource, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    result = cluster.kubectl("auth", "can-i", verb, resource, *extra, "--namespace", namespace,
+                             f"--as={user}", check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), f"can-i {verb} {resource}: {result.stdout}{result.stderr}"
+    return answer == "yes"
+
+
+def _check_can_i(cluster: Cluster, user: str, namespace: str,
+                 allowed: list[tuple[str, str]], denied: list[tuple[str, str]]) -> None:
+    wrong = [f"{verb} {res}: expected yes" for verb, res in allowed
+             if not _can_i(cluster, user, namespace, verb, res)]
+    wrong += [f"{verb} {res}: expected no" for verb, res in denied
+              if _can_i(cluster, user, namespace, verb, res)]
+    assert not wrong, f"{user}: " + "; ".join(wrong)
