@@ -1,0 +1,351 @@
+"""`python -m bench`: start a local control plane and the operator, run each scenario first as
+the floor (a bare Job-creating script) and then through kubedag, print a table and write
+bench/results/<timestamp>.json.
+
+Options: --only chain,fanout,lattice,concurrent; --runs N (concurrent runs, default 100);
+--no-floor; --profile (py-spy on the operator, collapsed stacks next to the JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from bench import dags as shapes
+from bench.dags import Dag
+from bench.floor import run_floor
+from bench.kube import request_totals
+from bench.measure import ProcessSampler, Profiler, Recorder, percentile
+from kubedag.testbed import ControlPlane, start_control_plane
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+GROUP, VERSION = "kubedag.io", "v1alpha1"
+OPERATOR_WRITE_RESOURCES = {("POST", "jobs", ""), ("DELETE", "jobs", ""),
+                            ("PATCH", "pipelineruns", "status"), ("PUT", "pipelineruns", "status"),
+                            ("DELETE", "pipelineruns", "")}
+# Targets (reported, not asserted).
+TARGET_P50, TARGET_P99, TARGET_RATIO, TARGET_WRITES = 0.3, 1.5, 1.5, 3.0
+TARGET_RSS_MIB, TARGET_STATUS_BYTES = 200, 256 * 1024
+
+
+@dataclass
+class Scenario:
+    name: str
+    dag: Dag
+    runs: int = 1
+    timeout: float = 900
+
+    @property
+    def stages(self) -> int:
+        return len(self.dag) * self.runs
+
+    def run_names(self) -> list[str]:
+        return [self.name] if self.runs == 1 else [f"{self.name}-{i:03d}" for i in range(self.runs)]
+
+
+def scenarios(concurrent_runs: int) -> list[Scenario]:
+    return [
+        Scenario("chain", shapes.chain(100)),
+        Scenario("fanout", shapes.fan_out(982, 16)),
+        Scenario("lattice", shapes.lattice(30, 30)),
+        Scenario("concurrent", shapes.layered([1, 6, 6, 6, 1]), runs=concurrent_runs),
+    ]
+
+
+class Operator:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.log = plane.log_dir / "kubedag-operator.log"
+        env = plane.env()
+        env["PYTHONUNBUFFERED"] = "1"
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kubedag.shell.main", "--liveness", ""],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while "startup' succeeded" not in self.log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"operator did not start; log: {self.log}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class Bench:
+    def __init__(self, plane: ControlPlane, operator: Operator, args: argparse.Namespace) -> None:
+        self.plane, self.operator, self.args = plane, operator, args
+        self.api = plane.api_client()
+        self.core = k8s.CoreV1Api(self.api)
+        self.custom = k8s.CustomObjectsApi(self.api)
+        self.sampler = ProcessSampler(operator.process.pid)
+        self.placement = plane.pod_placement()
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # pods are refused until `default` exists
+            try:
+                self.core.read_namespaced_service_account("default", name)
+                return name
+            except ApiException:
+                time.sleep(0.1)
+        raise RuntimeError(f"namespace {name} has no default ServiceAccount")
+
+    def delete_namespace(self, name: str, timeout: float = 300) -> None:
+        self.core.delete_namespace(name, propagation_policy="Background")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(name)
+            except ApiException as error:
+                if error.status == 404:
+                    return
+            time.sleep(0.5)
+        print(f"  (namespace {name} still terminating after {timeout} s)", flush=True)
+
+    def floor(self, scenario: Scenario) -> dict[str, Any]:
+        ns = self.namespace(f"bench-{scenario.name}-floor")
+        recorder = Recorder(self.api, ns, runs=False)
+        dags = dict.fromkeys(scenario.run_names(), scenario.dag)
+        try:
+            wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout)
+            time.sleep(0.3)
+            latencies = recorder.latencies(dags)
+            job_to_pod = recorder.job_to_pod()
+        finally:
+            recorder.stop()
+            self.delete_namespace(ns)
+        return {"wall_seconds": round(wall, 2), **_latency_summary(latencies),
+                "job_to_pod_p50": _r(percentile(job_to_pod, 0.5)),
+                "job_to_pod_p99": _r(percentile(job_to_pod, 0.99))}
+
+    def kubedag(self, scenario: Scenario) -> dict[str, Any]:
+        ns = self.namespace(f"bench-{scenario.name}")
+        recorder = Recorder(self.api, ns, runs=True)
+        dags = dict.fromkeys(scenario.run_names(), scenario.dag)
+        spec = {"pipelineSpec": {
+            "stages": [{"name": s, "image": "busybox", **({"dependsOn": d} if d else {})}
+                       for s, d in scenario.dag.items()],
+            "defaults": {"nodeSelector": self.placement["nodeSelector"],
+                         "tolerations": self.placement["tolerations"]}}}
+        profiler = None
+        if self.args.profile:
+            py_spy = Path(sys.executable).parent / "py-spy"
+            profiler = Profiler(py_spy, self.operator.process.pid,
+                                self.args.profile_dir / f"{scenario.name}.collapsed")
+        before = request_totals(self.api)
+        self.sampler.begin()
+
+        def create(name: str) -> None:
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PipelineRun",
+                    "metadata": {"name": name}, "spec": spec}
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "pipelineruns", body,
+                                                        _preload_content=False)
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(create, dags))
+        created = time.monotonic()
+        deadline = start + scenario.timeout
+        while len(recorder.run_done) < len(dags) and time.monotonic() < deadline:
+            if self.operator.process.poll() is not None:
+                raise RuntimeError(f"the operator exited ({self.operator.process.returncode}) "
+                                   f"during {scenario.name}; log: {self.operator.log}")
+            time.sleep(0.05)
+        time.sleep(2)  # trailing writes (Events are posted in the background)
+        process = self.sampler.end()
+        after = request_totals(self.api)
+        if profiler:
+            profiler.stop()
+        watch_errors = recorder.stop()
+        phases = Counter(phase for phase, _ in recorder.run_done.values())
+        ends = [at for _, at in recorder.run_done.values()]
+        per_run = sorted(at - start for at in ends)
+        delta = after - before
+        by_verb: Counter[str] = Counter()
+        for (verb, _, _, dry_run), count in delta.items():
+            by_verb[verb + (" (dry-run)" if dry_run else "")] += count
+        operator_writes = sum(count for (verb, res, sub, dry), count in delta.items()
+                              if (verb, res, sub) in OPERATOR_WRITE_RESOURCES and not dry)
+        events = self.operator_events(ns)
+        sizes = [len(json.dumps(self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, "pipelineruns", name).get("status") or {},
+            separators=(",", ":"))) for name in list(dags)[:5]]
+        duplicates = sum(1 for c in recorder.jobs_created.values() if c > 1)
+        result = {
+            "wall_seconds": round(max(ends) - start, 2) if ends else None,
+            "complete": len(recorder.run_done) == len(dags),
+            "phases": dict(phases),
+            "create_seconds": round(created - start, 2),
+            "run_wall_p50": _r(percentile(per_run, 0.5)),
+            "run_wall_p99": _r(percentile(per_run, 0.99)),
+            **_latency_summary(recorder.latencies(dags)),
+            "job_to_pod_p50": _r(percentile(recorder.job_to_pod(), 0.5)),
+            "job_to_pod_p99": _r(percentile(recorder.job_to_pod(), 0.99)),
+            "first_job_seconds": _r(min(recorder.job_seen.values(), default=start) - start),
+            "requests_by_verb": dict(sorted(by_verb.items())),
+            "requests_total": sum(by_verb.values()),
+            "operator_writes": {
+                "jobs_created": delta[("POST", "jobs", "", "")],
+                "status_patches": delta[("PATCH", "pipelineruns", "status", "")],
+                "events": events,
+                "total": operator_writes + events,
+                "per_stage": round((operator_writes + events) / scenario.stages, 2),
+            },
+            "jobs_created_twice": duplicates,
+            "operator": process,
+            "status_bytes": max(sizes) if sizes else None,
+            "watch_errors": watch_errors[:5],
+        }
+        self.delete_namespace(ns)
+        return result
+
+    def operator_events(self, namespace: str) -> int:
+        events = self.core.list_namespaced_event(namespace, _preload_content=False)
+        items = json.loads(events.data)["items"]
+        return sum(1 for e in items if (e.get("reportingComponent") == "kubedag-operator"
+                                        or (e.get("source") or {}).get("component")
+                                        == "kubedag-operator"))
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _latency_summary(latencies: list[float]) -> dict[str, Any]:
+    return {"latency_p50": _r(percentile(latencies, 0.5)),
+            "latency_p99": _r(percentile(latencies, 0.99)),
+            "latency_max": _r(max(latencies) if latencies else None),
+            "latency_samples": len(latencies)}
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    return "—" if value is None else f"{value}{unit}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("| scenario | stages | floor wall | kubedag wall | ratio | dep→Job p50 / p99 "
+            "(floor p50 / p99) | API requests (writes/stage) | operator CPU | peak RSS "
+            "| status |")
+    lines = [head, "|" + "---|" * 10]
+    for r in results:
+        k, f = r["kubedag"], r.get("floor") or {}
+        ratio = (round(k["wall_seconds"] / f["wall_seconds"], 2)
+                 if f.get("wall_seconds") and k.get("wall_seconds") else None)
+        r["ratio"] = ratio
+        lines.append(
+            f"| {r['name']} | {r['stages']} | {_fmt(f.get('wall_seconds'), ' s')} "
+            f"| {_fmt(k['wall_seconds'], ' s')} | {_fmt(ratio, 'x')} "
+            f"| {_fmt(k['latency_p50'], ' s')} / {_fmt(k['latency_p99'], ' s')} "
+            f"({_fmt(f.get('latency_p50'))} / {_fmt(f.get('latency_p99'))}) "
+            f"| {k['requests_total']} ({k['operator_writes']['per_stage']}) "
+            f"| {k['operator']['cpu_seconds']} s | {k['operator']['peak_rss_mib']} MiB "
+            f"| {_fmt(k['status_bytes'], ' B')} |")
+    return "\n".join(lines)
+
+
+def targets(results: list[dict[str, Any]], lifetime_peak_mib: float) -> list[str]:
+    out = []
+    for r in results:
+        k = r["kubedag"]
+        checks = [
+            ("p50 ≤ 0.3 s", k["latency_p50"] is not None and k["latency_p50"] <= TARGET_P50),
+            ("p99 ≤ 1.5 s", k["latency_p99"] is not None and k["latency_p99"] <= TARGET_P99),
+            ("≤ 3 writes/stage", k["operator_writes"]["per_stage"] <= TARGET_WRITES),
+            ("all runs Succeeded", k["complete"] and set(k["phases"]) == {"Succeeded"}),
+        ]
+        if r["name"] == "fanout":
+            checks.append(("wall ≤ 1.5x floor",
+                           r.get("ratio") is not None and r["ratio"] <= TARGET_RATIO))
+        if r["stages"] >= 900 and r["runs"] == 1:
+            checks.append(("status ≤ 256 KiB", (k["status_bytes"] or 0) <= TARGET_STATUS_BYTES))
+        out.append(f"{r['name']}: " + ", ".join(
+            f"{name} {'ok' if ok else 'MISSED'}" for name, ok in checks))
+    out.append(f"operator peak RSS {lifetime_peak_mib:.0f} MiB ≤ {TARGET_RSS_MIB} MiB: "
+               f"{'ok' if lifetime_peak_mib <= TARGET_RSS_MIB else 'MISSED'}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument("--runs", type=int, default=100, help="runs in the concurrent scenario")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor measurements")
+    parser.add_argument("--profile", action="store_true", help="py-spy the operator")
+    args = parser.parse_args(argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.profile_dir = RESULTS / f"{stamp}-profile"
+    if args.profile:
+        args.profile_dir.mkdir()
+    chosen = [s for s in scenarios(args.runs) if not args.only or s.name in args.only.split(",")]
+
+    plane = start_control_plane()
+    print(f"control plane up in {plane.started_in_seconds} s; logs in {plane.log_dir}", flush=True)
+    operator = None
+    results: list[dict[str, Any]] = []
+    try:
+        kubectl = str(plane.bin_dir / "kubectl")
+        subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+                       env=plane.env(), check=True, capture_output=True)
+        subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s",
+                        "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io"],
+                       env=plane.env(), check=True, capture_output=True)
+        operator = Operator(plane)
+        bench = Bench(plane, operator, args)
+        for scenario in chosen:
+            print(f"== {scenario.name}: {scenario.stages} stages in {scenario.runs} run(s)",
+                  flush=True)
+            entry: dict[str, Any] = {"name": scenario.name, "stages": scenario.stages,
+                                     "runs": scenario.runs}
+            if not args.no_floor:
+                entry["floor"] = bench.floor(scenario)
+                print(f"  floor   {json.dumps(entry['floor'])}", flush=True)
+            entry["kubedag"] = bench.kubedag(scenario)
+            print(f"  kubedag {json.dumps(entry['kubedag'])}", flush=True)
+            results.append(entry)
+            if operator.process.poll() is not None:
+                raise RuntimeError(f"the operator died; log: {operator.log}")
+        peak = bench.sampler.lifetime_peak / 2**20
+        bench.sampler.stop()
+    finally:
+        if operator:
+            operator.stop()
+        plane.stop()
+    print()
+    print(table(results))
+    print()
+    for line in targets(results, peak):
+        print(line)
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps({
+        "time": stamp, "host": {"cpus": os.cpu_count()}, "operator_peak_rss_mib": round(peak, 1),
+        "operator_log": str(plane.log_dir / "kubedag-operator.log"),
+        "scenarios": results}, indent=2))
+    print(f"\nwritten {out.relative_to(REPO)}")
+    if args.profile:
+        print(f"profiles in {args.profile_dir.relative_to(REPO)}")
+
+
+
+if __name__ == "__main__":
+    main()
