@@ -142,3 +142,25 @@ def test_invalid_pipeline_fails_the_run_naming_the_field(
     assert succeeded is not None and succeeded["reason"] == "InvalidPipeline"
     assert "spec.stages" in succeeded["message"] and "cycle" in succeeded["message"]
     assert not cluster.batch.list_namespaced_job(namespace).items
+
+
+def test_attempt_whose_pod_is_deleted_is_retried_and_the_stage_succeeds(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """An evicted or deleted pod is an infrastructure failure: retried, then it succeeds."""
+    create_run(cluster, namespace, "evicted", {"pipelineSpec": pipeline(cluster, [
+        stage("train", duration="2s", retry=FAST_RETRY), stage("publish", "train"),
+    ])})
+
+    def first_pod() -> list:
+        pods = cluster.core.list_namespaced_pod(
+            namespace, label_selector="kubedag.io/stage=train,kubedag.io/attempt=1").items
+        return [p for p in pods if p.status.phase == "Running"]
+
+    (pod,) = wait_for(first_pod, what="attempt 1 running")
+    cluster.core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+    run = wait_phase(cluster, namespace, "evicted", timeout=60)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    train = stages_of(run)["train"]
+    assert (train["phase"], train["attempts"]) == ("Succeeded", 2)
+    assert "StageRetrying" in event_reasons(cluster, namespace, "evicted")
