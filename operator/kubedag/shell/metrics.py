@@ -130,6 +130,7 @@ class Metrics:
             "kubedag_stage_peak_memory_bytes",
             "Peak resident memory of a stage attempt, as its worker reported it.",
             ["namespace", "pipeline", "stage"], buckets=MEMORY_BUCKETS, registry=r)
+        self._initialised: set[tuple[str, ...]] = set()
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class Metrics:
             return  # nothing ran
         namespace = str(body["metadata"]["namespace"])
         pipeline = pipeline_of(body)
+        self._initialise(namespace, pipeline, new_status)
         old_status = body.get("status") or {}
         if not old_status.get("startTime") and new_status.get("startTime"):
             self.runs_started.labels(namespace, pipeline).inc()
@@ -163,6 +165,29 @@ class Metrics:
             old = old_stages.get(stage)
             if old != new:
                 self._stage_transition(namespace, pipeline, stage, old or {}, new)
+
+    def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any]) -> None:
+        """Export every series of a pipeline and its stages at 0 before its first increment:
+        rate() and increase() cannot see the step from "absent" to 1."""
+        spec = status.get("pipelineSpec") or {}
+        stages = [str(s.get("name")) for s in (*(spec.get("stages") or []),
+                                                *(spec.get("finally") or []))]
+        key = (namespace, pipeline, *stages)
+        if key in self._initialised:
+            return
+        self._initialised.add(key)
+        self.runs_started.labels(namespace, pipeline)
+        for outcome in _FINISHED_RUN:
+            self.run_duration.labels(namespace, pipeline, outcome)
+        for stage in stages:
+            labels = (namespace, pipeline, stage)
+            for counter in (self.stage_attempts, self.stage_retries):
+                counter.labels(*labels)
+            self.stage_failures.labels(*labels, "ExitCode")
+            for histogram in (self.stage_cpu, self.stage_memory):
+                histogram.labels(*labels)
+            for outcome in ("Succeeded", "Failed", "Cancelled"):
+                self.stage_duration.labels(*labels, outcome)
 
     def _stage_transition(self, namespace: str, pipeline: str, stage: str,
                           old: Mapping[str, Any], new: Mapping[str, Any]) -> None:

@@ -81,7 +81,20 @@ def test_a_run_and_a_retried_stage_are_counted_once_per_transition(metrics: Metr
     assert value(r, "kubedag_stage_duration_seconds_sum", **labels, outcome="Succeeded") == 90
     assert value(r, "kubedag_run_duration_seconds_sum", namespace=NS, pipeline=PIPE,
                  outcome="Succeeded") == 100
-    assert value(r, "kubedag_run_duration_seconds_count", outcome="Failed") is None
+    assert value(r, "kubedag_run_duration_seconds_count", outcome="Failed") == 0
+
+
+def test_series_start_at_zero_so_rate_sees_the_first_increment(metrics: Metrics) -> None:
+    new = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "pipelineSpec": {"stages": [{"name": "a"}], "finally": [{"name": "z"}]}}
+    metrics.record_transitions(run(), new)
+    r = metrics.registry
+    for stage in ("a", "z"):
+        assert value(r, "kubedag_stage_attempts_total", stage=stage) == 0
+        assert value(r, "kubedag_stage_duration_seconds_count", stage=stage,
+                     outcome="Succeeded") == 0
+        assert value(r, "kubedag_stage_cpu_seconds_count", stage=stage) == 0
+    assert value(r, "kubedag_run_duration_seconds_count", outcome="Succeeded") == 0
 
 
 def test_a_retry_started_in_the_same_pass_still_ends_the_failed_attempt(metrics: Metrics) -> None:
