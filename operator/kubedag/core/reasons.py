@@ -28,6 +28,7 @@ STAGE_SKIPPED: Final = "StageSkipped"
 STAGE_REUSED: Final = "StageReused"
 WHEN_FALSE: Final = "WhenFalse"
 UPSTREAM_FAILED: Final = "UpstreamFailed"
+UPSTREAM_SKIPPED: Final = "UpstreamSkipped"
 RUN_STOPPED: Final = "RunStopped"
 JOB_LOST: Final = "JobLost"
 

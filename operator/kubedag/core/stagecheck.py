@@ -3,12 +3,17 @@ turns a runtime CEL error into a message instead of an exception."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from kubedag.api import PipelineSpec
+from kubedag.api import PipelineSpec, Stage
 from kubedag.api.validation import validate_pipeline
-from kubedag.core.expressions import ExpressionError, compile_expression
+from kubedag.core.expressions import (
+    ExpressionError,
+    compile_expression,
+    substitution_references,
+)
 
 
 def check_pipeline(pipeline: PipelineSpec) -> list[str]:
@@ -24,3 +29,16 @@ def evaluate_when(
         return compile_expression(expression).evaluate(params, outputs)
     except ExpressionError as error:
         return str(error)
+
+
+def stages_read_by(stage: Stage) -> frozenset[str]:
+    """Upstream stages whose outputs this stage reads, in `when` or `$(...)` substitutions."""
+    names: set[str] = set()
+    if stage.when:
+        # A broken expression is reported by validation, and evaluating it fails the stage.
+        with contextlib.suppress(ExpressionError):
+            names |= compile_expression(stage.when).references.stages
+    texts = [*(stage.command or []), *(stage.args or []), *(v.value for v in stage.env or [])]
+    for text in texts:
+        names |= substitution_references(text)[0].stages
+    return frozenset(names)
