@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.integration.operator_process import OperatorProcess
@@ -137,3 +138,40 @@ def test_operator_killed_mid_run_resumes_without_recreating_jobs(
     for name, stage_jobs in jobs.items():
         assert [j.metadata.labels["kubedag.io/attempt"] for j in stage_jobs] == ["1"], name
     assert all(s["attempts"] == 1 for s in stages_of(run).values())
+
+
+def test_worker_progress_on_the_pod_reaches_the_run_status(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """The worker patches its own pod; the operator folds that into the stage checkpoint."""
+    create_run(cluster, namespace, "progressing", {"pipelineSpec": pipeline(
+        cluster, [stage("train", duration="4s")])})
+
+    def running_pod() -> list:
+        pods = cluster.core.list_namespaced_pod(
+            namespace, label_selector="kubedag.io/stage=train").items
+        return [p for p in pods if p.status.phase == "Running"]
+
+    (pod,) = wait_for(running_pod, what="the stage's pod running")
+    report = json.dumps({"fraction": 0.4, "message": "epoch 2/5", "time": time.time()})
+    annotations = {"kubedag.io/progress": report}
+    cluster.core.patch_namespaced_pod(pod.metadata.name, namespace,
+                                      {"metadata": {"annotations": annotations}})
+    wait_for(lambda: stages_of(get_run(cluster, namespace, "progressing"))["train"].get("progress")
+             == 0.4, what="progress 0.4 in the checkpoint", timeout=10)
+    assert wait_phase(cluster, namespace, "progressing")["status"]["phase"] == "Succeeded"
+
+
+def test_finished_run_is_deleted_after_its_ttl(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_run(cluster, namespace, "ephemeral", {"ttlSecondsAfterFinished": 1,
+                                                 "pipelineSpec": pipeline(cluster, [stage("a")])})
+    wait_phase(cluster, namespace, "ephemeral")
+
+    def gone() -> bool:
+        runs = cluster.custom.list_namespaced_custom_object("kubedag.io", "v1alpha1", namespace,
+                                                            "pipelineruns")["items"]
+        return not runs
+
+    wait_for(gone, what="the run deleted by its TTL", timeout=20)
