@@ -45,6 +45,9 @@ class ControlPlane:
     existing_cluster: bool = False
     node_names: list[str] = field(default_factory=list)
     started_in_seconds: float = 0.0
+    # How each component was started, so restart_component can start it again identically.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    tie_to_parent: bool = True
 
     @property
     def log_dir(self) -> Path:
@@ -66,6 +69,37 @@ class ControlPlane:
     def pod_placement(self) -> dict[str, Any]:
         """nodeSelector and tolerations that put a test pod on a kwok node (and only there)."""
         return {"nodeSelector": dict(NODE_SELECTOR), "tolerations": [dict(t) for t in TOLERATIONS]}
+
+    def restart_component(self, name: str, timeout_seconds: float = 60.0) -> float:
+        """SIGKILL one component's process group and start it again with the same arguments
+        (so on the same ports, with the same data); returns the seconds it was unavailable.
+
+        Waits until it serves again where that can be seen: etcd's /health, kube-apiserver's
+        /readyz. Restarting kwok this way leaves its node leases to the old instance (the new one
+        waits out their 40 s duration), so delete them first if that matters.
+        """
+        if name not in self.commands:
+            raise KeyError(f"{name} was not started by this test bed "
+                           f"(started: {', '.join(self.commands) or 'none'})")
+        began = time.monotonic()
+        pid = self.pids.pop(name, None)
+        if pid is not None:
+            processes.stop([pid], grace_seconds=0)
+        log = self.log_dir / f"{name}.log"
+        with log.open("a") as out:
+            out.write(f"\n===== restarted by the test bed at {datetime.now(UTC):%X} =====\n")
+        self.pids[name] = processes.spawn(self.commands[name], log,
+                                          tie_to_parent=self.tie_to_parent)
+        args = self.commands[name]
+        if name == "etcd":
+            url = _flag(args, "--listen-client-urls")
+            _wait(lambda: _http_ok(f"{url}/health"), timeout_seconds, "etcd", log)
+        elif name == "kube-apiserver":
+            server = f"https://127.0.0.1:{_flag(args, '--secure-port')}"
+            pki = ensure_pki()
+            _wait(lambda: _apiserver_ready(server, pki), timeout_seconds,
+                  "kube-apiserver /readyz", log)
+        return time.monotonic() - began
 
     def stop(self) -> None:
         processes.stop(list(self.pids.values()))
@@ -108,6 +142,7 @@ def start_control_plane(
         bin_dir=bin_dir,
         existing_cluster=existing_kubeconfig is not None,
         node_names=[n.name for n in nodes],
+        tie_to_parent=tie_to_parent,
     )
     try:
         if existing_kubeconfig is None:
@@ -132,7 +167,7 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
     etcd_port, etcd_peer, api_port = _free_ports(3)
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     peer_url = f"http://127.0.0.1:{etcd_peer}"
-    plane.pids["etcd"] = processes.spawn([
+    _spawn(plane, "etcd", [
         b / "etcd", "--name=default", f"--data-dir={plane.run_dir / 'etcd'}",
         f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
         f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
@@ -141,7 +176,7 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
     ], logs / "etcd.log", tie_to_parent=tie_to_parent)
     _wait(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd", logs / "etcd.log")
 
-    plane.pids["kube-apiserver"] = processes.spawn([
+    _spawn(plane, "kube-apiserver", [
         b / "kube-apiserver", f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
         f"--secure-port={api_port}", "--endpoint-reconciler-type=none",
@@ -166,15 +201,15 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
         "--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
         "--kube-api-qps=200", "--kube-api-burst=400",
     ]
-    plane.pids["kube-controller-manager"] = processes.spawn([
+    _spawn(plane, "kube-controller-manager", [
         b / "kube-controller-manager", *kube_flags,
         f"--root-ca-file={pki.ca_cert}",
         f"--service-account-private-key-file={pki.service_account_key}",
         "--use-service-account-credentials=false", "--controllers=*",
         "--concurrent-job-syncs=20", "--concurrent-gc-syncs=20",
     ], logs / "kube-controller-manager.log", tie_to_parent=tie_to_parent)
-    plane.pids["kube-scheduler"] = processes.spawn(
-        [b / "kube-scheduler", *kube_flags],
+    _spawn(
+        plane, "kube-scheduler", [b / "kube-scheduler", *kube_flags],
         logs / "kube-scheduler.log", tie_to_parent=tie_to_parent,
     )
 
@@ -201,11 +236,21 @@ def _start_kwok(
 def _spawn_kwok(plane: ControlPlane, stages: Path, tie_to_parent: bool) -> None:
     manage = (["--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
               if plane.existing_cluster else ["--manage-all-nodes=true"])
-    plane.pids["kwok"] = processes.spawn([
+    _spawn(plane, "kwok", [
         plane.bin_dir / "kwok", f"--kubeconfig={plane.kubeconfig}", f"--config={stages}",
         *manage, "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16",
         "--node-ip=10.0.0.2", "--server-address=127.0.0.1:0",
     ], plane.log_dir / "kwok.log", tie_to_parent=tie_to_parent)
+
+
+def _spawn(plane: ControlPlane, name: str, args: list[str | Path], log: Path, *,
+           tie_to_parent: bool) -> None:
+    plane.commands[name] = [str(a) for a in args]
+    plane.pids[name] = processes.spawn(args, log, tie_to_parent=tie_to_parent)
+
+
+def _flag(args: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"{name}="))
 
 
 def _delete_nodes(plane: ControlPlane, names: list[str]) -> None:
