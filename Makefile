@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: help venv cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds crds-check demo bench all clean
+.PHONY: help venv cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,11 +35,11 @@ cluster-down: venv ## Stop the control plane started by cluster-up
 test-unit: venv ## Unit tests (no API server)
 	$(BIN)/pytest tests/unit
 
-test-integration: venv cluster-bin ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
+test-integration: venv cluster-bin prometheus ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
 	$(BIN)/pytest tests/integration
 
-test: venv cluster-bin ## The whole suite: lint, CRD drift, unit and integration tests
-	$(MAKE) --no-print-directory lint
+test: venv cluster-bin prometheus ## The whole suite: lint, types, unit and integration tests
+	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests
 
 demo: venv cluster-bin ## Local control plane + operator + an example document PipelineRun, shown to the end
