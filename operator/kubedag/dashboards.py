@@ -13,7 +13,6 @@ source chosen in the `datasource` variable (no hard-coded UID), and is filtered 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+
+from kubedag.generated import write_or_check
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SELECTOR = 'namespace=~"$namespace", pipeline=~"$pipeline"'
@@ -295,26 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; fail with a diff if out of date")
     args = parser.parse_args(argv)
-    stale = 0
-    for name, text in rendered().items():
-        path: Path = args.out / name
-        current = path.read_text() if path.exists() else ""
-        if current == text:
-            continue
-        if args.check:
-            stale += 1
-            sys.stdout.writelines(difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True),
-                fromfile=str(path), tofile=f"{path} (generated)"))
-        else:
-            args.out.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(f"\n{stale} dashboard(s) out of date; run `python -m kubedag.dashboards`",
-              file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(rendered(), args.out, check=args.check, regenerate="make dashboards")
 
 
 if __name__ == "__main__":

@@ -50,8 +50,14 @@ class _TerminatedError(RetryableError):
     """The pod is being stopped (eviction, preemption, deletion): another attempt may finish."""
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler. A BaseException, like KeyboardInterrupt, so that neither a
+    processor's `except Exception` nor logging's error handling (the signal may land inside a
+    log call) can swallow it and leave the pod running until it is killed."""
+
+
 def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    raise _TerminatedError(f"received {signal.Signals(signum).name}")
+    raise _Terminated(f"received {signal.Signals(signum).name}")
 
 
 def _run_processor(settings: Settings, reporter: ProgressReporter) -> object:
@@ -80,7 +86,7 @@ def _run_command(settings: Settings) -> None:
         raise UsageError(f"command not executable: {settings.command[0]}") from error
     try:
         code = child.wait()
-    except _TerminatedError:
+    except _Terminated:
         child.terminate()
         child.wait()
         raise
@@ -118,6 +124,8 @@ def run(settings: Settings, sink: Sink | None = None) -> int:
     except BaseException as error:  # every way out must leave a verdict
         if isinstance(error, KeyboardInterrupt):
             error = _TerminatedError("interrupted")
+        elif isinstance(error, _Terminated):
+            error = _TerminatedError(str(error))
         if not isinstance(error, _ChildFailedError):
             log.error("stage failed:\n%s", "".join(traceback.format_exception(error)).rstrip())
         failure = (exit_code_for(error), describe(error))

@@ -108,3 +108,12 @@ def long_error(context: Context) -> None:
 
 
 NOT_CALLABLE = 42
+
+
+def stubborn(context: Context) -> None:
+    """Swallows every Exception, as careless code does; SIGTERM must still end it."""
+    context.logger.info("sleeping")
+    try:
+        time.sleep(60)
+    except Exception:
+        time.sleep(60)

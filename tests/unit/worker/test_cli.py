@@ -198,9 +198,13 @@ def test_missing_command_is_a_usage_error(tmp_path: Path) -> None:
     assert "command not found" in result.message["error"]
 
 
-def test_sigterm_ends_the_attempt_as_retryable_with_a_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processor", ["sleep_forever", "stubborn"])
+def test_sigterm_ends_the_attempt_as_retryable_with_a_message(
+    tmp_path: Path, processor: str
+) -> None:
+    """Also when the processor swallows every Exception (or the signal lands in a log call)."""
     with subprocess.Popen(
-        [*worker_command(), "run", f"{SAMPLES}:sleep_forever"],
+        [*worker_command(), "run", f"{SAMPLES}:{processor}"],
         env=pod_env(tmp_path), cwd=REPO, stderr=subprocess.PIPE, text=True,
     ) as process:
         assert process.stderr is not None
