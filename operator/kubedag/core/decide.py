@@ -94,7 +94,11 @@ class _Pass:
 
 def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) -> Plan:
     settings = settings or JobSettings()
-    status = facts.status.model_copy(deep=True)
+    # Shallow on purpose: decide() and its helpers only ever reassign status fields (new
+    # dicts, lists and model_copy'd checkpoints), never mutate nested objects, so facts.status
+    # stays untouched. A deep copy cloned the whole pipeline snapshot on every pass (the
+    # largest single cost of decide() on big runs, seen with py-spy).
+    status = facts.status.model_copy()
     plan = Plan(status=status)
     if status.phase.finished:
         return _after_finish(facts, status, plan, now)

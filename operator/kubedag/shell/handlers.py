@@ -12,7 +12,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -46,11 +46,28 @@ class _State:
 state = _State()
 
 
+class _StatuslessDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, built without deep-copying the status first.
+
+    kopf deep-copies every event's whole body to build its diff base and then drops the status;
+    for a large run that copy (a status of up to 256 KiB, on every watch event) was the
+    operator's largest CPU cost in the benchmarks (py-spy). The result is the same: the status
+    is not part of the essence unless a handler asks for status fields (then kopf's own path).
+    """
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        if extra_fields or "status" not in body:
+            return super().build(body=body, extra_fields=extra_fields)
+        slim = {key: value for key, value in body.items() if key != "status"}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, slim)), extra_fields=extra_fields)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     config = OperatorSettings.from_env()
     state.settings = config
     settings.posting.enabled = False  # we post our own, aggregated Events
+    settings.persistence.diffbase_storage = _StatuslessDiffBase()
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.execution.max_workers = config.api_threads
