@@ -75,7 +75,9 @@ class PipelineRunSpec(ApiModel):
         default=0,
         ge=-1000,
         le=1000,
-        description="Among runs waiting for capacity, higher priority starts stages first.",
+        description="Place in line for the operator-wide stage budget (the operator's "
+        "`maxRunningStages`): when it is full, ready stages of higher-priority runs start "
+        "first, then those of older runs.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, description="Overrides the pipeline's timeoutSeconds for this run."

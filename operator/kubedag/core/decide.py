@@ -59,6 +59,8 @@ class RunFacts:
     recently_created: frozenset[str] = frozenset()
     # Checkpoints of spec.resumeFrom's run (None when not requested or not found).
     resume_checkpoints: Mapping[str, StageCheckpoint] | None = None
+    # Stages this run may start under the operator-wide budget (None: no budget).
+    stage_room: int | None = None
 
 
 @dataclass
@@ -158,7 +160,8 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
             # Suspended, nothing starts; but a run with nothing left to start still finishes.
             _schedule(p)
     _summarize_events(p)
-    refresh_run_status(status, pipeline, facts.spec.suspend, facts.generation, now, p.plan.events)
+    refresh_run_status(status, pipeline, facts.spec.suspend, facts.generation, now, p.plan.events,
+                       queued=plan.waiting_for_room)
     return plan
 
 
@@ -380,6 +383,10 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
     limit = p.pipeline.max_parallel_stages
     # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
     room = len(ready) if limit is None else max(limit - _running_count(p), 0)
+    if p.facts.stage_room is not None and p.facts.stage_room < room:
+        # The operator-wide budget is the tighter bound: the rest waits in line for room.
+        p.plan.waiting_for_room = max(min(room, len(ready)) - p.facts.stage_room, 0)
+        room = p.facts.stage_room
     position = {s.name: i for i, s in enumerate(p.pipeline.all_stages())}
     ready.sort(key=lambda s: (-s.priority, position[s.name]))
     if len(ready) > min(room, MAX_CREATES_PER_PASS) and room > MAX_CREATES_PER_PASS:

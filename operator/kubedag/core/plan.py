@@ -56,3 +56,5 @@ class Plan:
     # dryRun: create the Jobs with server-side dry run and report per stage (see dry_run.py).
     dry_run: bool = False
     delete_run: bool = False  # ttlSecondsAfterFinished has passed
+    # Ready stages held back by the operator-wide stage budget (see admission.py).
+    waiting_for_room: int = 0

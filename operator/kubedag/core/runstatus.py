@@ -52,6 +52,7 @@ def refresh_run_status(
     now: datetime,
     events: Sequence[Event],
     waiting: tuple[str, str] | None = None,
+    queued: int = 0,
 ) -> None:
     """Phase, condition, progress and ETA of a run that is not finished (or just finished)."""
     status.observed_generation = generation
@@ -72,8 +73,11 @@ def refresh_run_status(
     else:
         status.phase = RunPhase.RUNNING
         done = status.progress
-        _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.RUNNING,
-             f"{done.completed}/{done.total} stages done", generation, now)
+        message = f"{done.completed}/{done.total} stages done"
+        if queued:
+            message += f"; {queued} ready stage(s) waiting for the operator's stage budget"
+        _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.RUNNING, message,
+             generation, now)
     status.eta = _steady(status.eta, _eta(pipeline, stages, now))
     _degraded(status, pipeline, generation, now)
 

@@ -76,6 +76,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(new_api_client(config.api_threads))
     state.queue = WorkQueue()
     state.reconciler = Reconciler(kube, config, state.runs, state.indexes)
+    state.reconciler.wake = state.queue.add
     metrics.watch_runs(lambda: list(state.runs.bodies.values()))
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -138,6 +139,7 @@ async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
     if type == "DELETED":
         key = state.runs.forget(raw)
         state.queue.forget(key)
+        state.reconciler.forget(key)
         return
     state.queue.add(state.runs.put(raw))
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from kubedag import contract
-from kubedag.api import PipelineRunSpec, PipelineRunStatus, PipelineSpec, StageCheckpoint, to_k8s
+from kubedag.api import (
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    StageCheckpoint,
+    StagePhase,
+    to_k8s,
+)
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.feedback import decide_invalid_spec, record_create_results
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job
 from kubedag.core.plan import Plan
+from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
@@ -46,6 +54,9 @@ class Reconciler:
         self.runs = runs
         self.indexes = indexes
         self.events = EventBuffer(kube.post_event)
+        self.budget = StageBudget(settings.max_running_stages)
+        # Called with runs that waited for the stage budget when room frees up.
+        self.wake: Callable[[RunKey], None] = lambda _key: None
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
@@ -71,7 +82,21 @@ class Reconciler:
         else:
             plan = decide(facts, now, self.settings.jobs)
         await self._execute(ref, body, plan, now)
+        self._settle_budget(key, body, plan)
         return plan.requeue_after
+
+    def _settle_budget(self, key: RunKey, body: dict[str, Any], plan: Plan) -> None:
+        running = sum(1 for cp in (plan.status.stages or {}).values()
+                      if cp.phase == StagePhase.RUNNING)
+        priority, created = _place_in_line(body)
+        for waiting in self.budget.settle(key, priority, created, running,
+                                          plan.waiting_for_room):
+            self.wake(waiting)
+
+    def forget(self, key: RunKey) -> None:
+        """The run is gone: its budget share goes to the runs waiting in line."""
+        for waiting in self.budget.forget(key):
+            self.wake(waiting)
 
     def _facts(self, body: dict[str, Any]) -> RunFacts:
         meta = body["metadata"]
@@ -101,6 +126,8 @@ class Reconciler:
             pods=pods,
             recently_created=frozenset(expected),
             resume_checkpoints=self._resume_checkpoints(meta["namespace"], spec, status),
+            stage_room=self.budget.room((meta["namespace"], meta["name"]),
+                                        *_place_in_line(body)),
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
@@ -144,6 +171,13 @@ class Reconciler:
             return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
 
         return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
+
+
+def _place_in_line(body: dict[str, Any]) -> tuple[int, datetime]:
+    """(priority, creation time): a run's place in line for the stage budget."""
+    priority = (body.get("spec") or {}).get("priority") or 0
+    created = body["metadata"].get("creationTimestamp") or "1970-01-01T00:00:00Z"
+    return int(priority), datetime.fromisoformat(created.replace("Z", "+00:00"))
 
 
 def _validation_message(error: ValidationError) -> str:

@@ -19,6 +19,8 @@ class OperatorSettings:
     workers: int = 16
     api_threads: int = 32
     metrics_port: int = 8080
+    # Operator-wide cap on running stages, shared by run priority (None: no cap).
+    max_running_stages: int | None = None
     jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
@@ -29,6 +31,7 @@ class OperatorSettings:
             workers=_int("KUBEDAG_WORKERS", 16),
             api_threads=_int("KUBEDAG_API_THREADS", 32),
             metrics_port=_int("KUBEDAG_METRICS_PORT", 8080),
+            max_running_stages=_int("KUBEDAG_MAX_RUNNING_STAGES", 0) or None,
             jobs=JobSettings(
                 worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
                 job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),
