@@ -45,8 +45,18 @@ test: venv cluster-bin prometheus ## The whole suite: lint, types, unit and inte
 demo: venv cluster-bin ## Local control plane + operator + an example document PipelineRun, shown to the end
 	$(PY) hack/demo.py
 
-crds: venv ## Regenerate crds/ from the pydantic models
+crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
 	$(PY) -m kubedag.api.crd --out crds
+	$(PY) -m kubedag.api.crd --out charts/kubedag/crds
+
+dashboards: venv ## Regenerate the Grafana dashboards shipped in the chart
+	$(PY) -m kubedag.dashboards --out charts/kubedag/dashboards
+
+bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench/results/<time>.json)
+	$(PY) -m bench
+
+prometheus: ## Install prometheus + promtool (Debian package) if missing: the metrics tests need them
+	hack/ensure-prometheus.sh
 
 lint: venv ## ruff
 	$(BIN)/ruff check operator tests bench
