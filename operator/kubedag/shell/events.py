@@ -31,11 +31,7 @@ class EventBuffer:
         if run.uid in self._pending:
             queued = self._pending[run.uid][1]
             for event in events:
-                merged = queued[-1].absorb(event) if queued else None
-                if merged is not None:
-                    queued[-1] = merged
-                else:
-                    queued.append(event)
+                _fold(queued, event)
             return
         self._pending[run.uid] = (run, list(events))
         task = asyncio.ensure_future(self._flush_later(run.uid))
@@ -52,3 +48,21 @@ class EventBuffer:
         """Wait for everything queued so far to be posted (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _fold(queued: list[Event], event: Event) -> None:
+    """Merge ``event`` into a queued list-event of its kind, else queue it.
+
+    The search goes back only across list-events: on a chain, passes alternate "Succeeded a",
+    "Started b", "Succeeded b", ... and each kind still folds into one Event; but nothing moves
+    past a Warning or a run-level Event, so those keep their order.
+    """
+    for position in range(len(queued) - 1, -1, -1):
+        candidate = queued[position]
+        if candidate.verb is None:
+            break
+        merged = candidate.absorb(event)
+        if merged is not None:
+            queued[position] = merged
+            return
+    queued.append(event)
