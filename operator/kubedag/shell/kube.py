@@ -58,6 +58,26 @@ class Kube:
         self.custom = k8s.CustomObjectsApi(api)
         self.writes = 0  # for benchmarks: API writes issued by the operator
 
+    def _call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
+              query: list[tuple[str, str]] | None = None,
+              content_type: str = "application/json") -> dict[str, Any] | None:
+        """One request, dicts in and out, on the hot paths (Job create/delete, status patch).
+
+        The generated client validates every call's arguments with pydantic and turns every
+        response into model objects, which were a sixth of the operator's CPU in the
+        benchmarks (py-spy); the API server validates the request anyway.
+        """
+        params = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"])
+        response = self.api.call_api(*params)
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        data: dict[str, Any] | None = json.loads(response.data) if response.data else None
+        return data
+
     def _wrote(self, verb: str, resource: str) -> None:
         self.writes += 1
         self.metrics.api_write(verb, resource)
@@ -70,9 +90,9 @@ class Kube:
         namespace = manifest["metadata"]["namespace"]
         self._wrote("create", "jobs")
         try:
-            await asyncio.to_thread(self.batch.create_namespaced_job, namespace,
-                                    cast(k8s.V1Job, manifest),
-                                    dry_run="All" if dry_run else None)
+            await asyncio.to_thread(
+                self._call, "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                body=manifest, query=[("dryRun", "All")] if dry_run else None)
         except ApiException as error:
             if error.status == 409:
                 return None
@@ -84,8 +104,9 @@ class Kube:
     async def delete_job(self, namespace: str, name: str) -> None:
         self._wrote("delete", "jobs")
         try:
-            await asyncio.to_thread(self.batch.delete_namespaced_job, name, namespace,
-                                    propagation_policy="Background")
+            await asyncio.to_thread(
+                self._call, "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                body={"propagationPolicy": "Background"})
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -94,11 +115,10 @@ class Kube:
         """Merge-patch the status subresource; returns the updated object (None if it is gone)."""
         self._wrote("patch", "pipelineruns/status")
         try:
-            result = await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object_status,
-                contract.API_GROUP, contract.API_VERSION, run.namespace, PLURAL_RUNS, run.name,
-                {"status": patch},
-            )
+            path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/"
+                    f"{run.namespace}/{PLURAL_RUNS}/{run.name}/status")
+            result = await asyncio.to_thread(self._call, "PATCH", path, body={"status": patch},
+                                             content_type="application/merge-patch+json")
         except ApiException as error:
             if error.status == 404:
                 return None

@@ -142,9 +142,11 @@ class Metrics:
     def api_write(self, verb: str, resource: str) -> None:
         self.api_writes.labels(verb, resource).inc()
 
-    def record_transitions(self, body: Mapping[str, Any], new_status: Mapping[str, Any]) -> None:
+    def record_transitions(self, body: Mapping[str, Any], new_status: Mapping[str, Any],
+                           changed_stages: Iterable[str] | None = None) -> None:
         """Count what changed between the status in ``body`` and ``new_status`` (both as stored
-        in the API, camelCase), after ``new_status`` was written."""
+        in the API, camelCase), after ``new_status`` was written. ``changed_stages`` (the keys
+        of the status patch) spares comparing every stage of a big run on every pass."""
         if (body.get("spec") or {}).get("dryRun"):
             return  # nothing ran
         namespace = str(body["metadata"]["namespace"])
@@ -161,9 +163,10 @@ class Metrics:
             if seconds is not None:
                 self.run_duration.labels(namespace, pipeline, new_phase).observe(seconds)
         old_stages = old_status.get("stages") or {}
-        for stage, new in (new_status.get("stages") or {}).items():
-            old = old_stages.get(stage)
-            if old != new:
+        new_stages = new_status.get("stages") or {}
+        for stage in new_stages if changed_stages is None else changed_stages:
+            old, new = old_stages.get(stage), new_stages.get(stage)
+            if new is not None and old != new:
                 self._stage_transition(namespace, pipeline, stage, old or {}, new)
 
     def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any]) -> None:
