@@ -14,6 +14,18 @@ RunKey = tuple[str, str]  # (namespace, name)
 EXPECTATION_SECONDS = 30.0
 
 
+FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+
+
+def _slim_if_finished(body: dict[str, Any]) -> dict[str, Any]:
+    """A finished run is kept for resumeFrom, TTL and metrics, none of which reads its pipeline
+    snapshot: dropping it keeps memory flat as finished 1,000-stage runs pile up."""
+    status = body.get("status") or {}
+    if status.get("phase") not in FINISHED_PHASES or "pipelineSpec" not in status:
+        return body
+    return {**body, "status": {k: v for k, v in status.items() if k != "pipelineSpec"}}
+
+
 def _resource_version(body: dict[str, Any]) -> int:
     try:
         return int(body.get("metadata", {}).get("resourceVersion", "0"))
@@ -34,7 +46,7 @@ class RunCache:
         current = self.bodies.get(key)
         same_object = current is not None and current["metadata"].get("uid") == meta.get("uid")
         if not same_object or _resource_version(body) >= _resource_version(current or {}):
-            self.bodies[key] = body
+            self.bodies[key] = _slim_if_finished(body)
         self.keys_by_uid[meta["uid"]] = key
         return key
 

@@ -9,6 +9,7 @@ already sees all of a run's Jobs and pods - which is what makes "never re-create
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -87,6 +88,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     for task in getattr(state, "workers", []):
         task.cancel()
+    if hasattr(state, "reconciler"):
+        # Decided but unwritten status would be re-derived after a restart; writing it now
+        # saves the next operator that work (and keeps `kubectl get` current meanwhile).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.reconciler.writer.flush(), timeout=10)
 
 
 async def _worker(number: int) -> None:

@@ -23,15 +23,15 @@ from kubedag.api import (
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.feedback import decide_invalid_spec, record_create_results
 from kubedag.core.jobspec import RunIdentity
-from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job
 from kubedag.core.plan import Plan
 from kubedag.shell.budget import StageBudget
-from kubedag.shell.cache import RunCache, RunKey
+from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.metrics import METRICS, Metrics
 from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.statuswriter import StatusWriter
 
 log = logging.getLogger("kubedag.reconciler")
 
@@ -58,7 +58,10 @@ class Reconciler:
         # Parsed models by run UID, reused while the object has not changed: validating a
         # 1,000-stage spec and status on every pass was half of a reconcile's CPU (py-spy).
         self._specs: dict[str, tuple[int, PipelineRunSpec]] = {}
-        self._statuses: dict[str, tuple[str, PipelineRunStatus]] = {}
+        # The status each run was last decided to have (written, or being written): the base of
+        # its next pass, so a pass never waits for the previous one's write.
+        self._decided: dict[str, PipelineRunStatus] = {}
+        self.writer = StatusWriter(kube, self._written, self._write_failed)
         # Called with runs that waited for the stage budget when room frees up.
         self.wake: Callable[[RunKey], None] = lambda _key: None
 
@@ -78,6 +81,14 @@ class Reconciler:
             return None
         meta = body["metadata"]
         ref = RunRef(meta["namespace"], meta["name"], meta["uid"])
+        if _finished_for_good(body):
+            # Pod and Job events keep coming after the end (TTL clean-up): nothing to decide.
+            self._specs.pop(ref.uid, None)
+            if not self.writer.pending(ref.uid):
+                self._decided.pop(ref.uid, None)
+                self.writer.forget(ref.uid)
+            self._settle_budget(key, body, None)
+            return None
         now = datetime.now(UTC)
         try:
             facts = self._facts(body)
@@ -89,12 +100,12 @@ class Reconciler:
         self._settle_budget(key, body, plan)
         return plan.requeue_after
 
-    def _settle_budget(self, key: RunKey, body: dict[str, Any], plan: Plan) -> None:
-        running = sum(1 for cp in (plan.status.stages or {}).values()
-                      if cp.phase == StagePhase.RUNNING)
+    def _settle_budget(self, key: RunKey, body: dict[str, Any], plan: Plan | None) -> None:
+        running = 0 if plan is None else sum(
+            1 for cp in (plan.status.stages or {}).values() if cp.phase == StagePhase.RUNNING)
         priority, created = _place_in_line(body)
         for waiting in self.budget.settle(key, priority, created, running,
-                                          plan.waiting_for_room):
+                                          plan.waiting_for_room if plan else 0):
             self.wake(waiting)
 
     def _parsed_spec(self, uid: str, generation: int, body: dict[str, Any]) -> PipelineRunSpec:
@@ -105,19 +116,12 @@ class Reconciler:
         self._specs[uid] = (generation, spec)
         return spec
 
-    def _parsed_status(self, uid: str, version: str, body: dict[str, Any]) -> PipelineRunStatus:
-        cached = self._statuses.get(uid)
-        if cached is not None and cached[0] == version and version:
-            return cached[1]
-        status = PipelineRunStatus.model_validate(body.get("status") or {})
-        self._statuses[uid] = (version, status)
-        return status
-
     def forget(self, key: RunKey, uid: str = "") -> None:
         """The run is gone: drop what was kept of it; its budget share goes to the runs
         waiting in line."""
         self._specs.pop(uid, None)
-        self._statuses.pop(uid, None)
+        self._decided.pop(uid, None)
+        self.writer.forget(uid)
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
@@ -125,7 +129,9 @@ class Reconciler:
         meta = body["metadata"]
         uid = meta["uid"]
         spec = self._parsed_spec(uid, int(meta.get("generation", 1)), body)
-        status = self._parsed_status(uid, meta.get("resourceVersion", ""), body)
+        decided = self._decided.get(uid)
+        status = (decided if decided is not None
+                  else PipelineRunStatus.model_validate(body.get("status") or {}))
         referenced = None
         if status.pipeline_spec is None and spec.pipeline_ref is not None:
             for stored in self.indexes.pipelines.get((meta["namespace"], spec.pipeline_ref.name),
@@ -173,19 +179,24 @@ class Reconciler:
             record_create_results(plan, results, now)
         await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)
                                for name in plan.delete_jobs))
-        new_status = to_k8s(plan.status)
-        patch = merge_patch(body.get("status") or {}, new_status)
-        if patch:
-            updated = await self.kube.patch_run_status(ref, patch)
-            if updated is not None:
-                self.runs.put(updated)
-                # What we wrote is what the object now holds: no need to parse it back.
-                version = updated["metadata"].get("resourceVersion", "")
-                self._statuses[ref.uid] = (version, plan.status)
-                # Once per transition: after the write, from what the write changed.
-                self.metrics.record_transitions(body, new_status,
-                                                changed_stages=(patch.get("stages") or {}))
+        self._decided[ref.uid] = plan.status
+        self.writer.submit(ref, body.get("status") or {}, to_k8s(plan.status))
         self.events.add(ref, plan.events)
+
+    def _written(self, ref: RunRef, old: dict[str, Any], new: dict[str, Any],
+                 patch: dict[str, Any], updated: dict[str, Any]) -> None:
+        self.runs.put(updated)
+        # Once per transition: after the write, from what the write changed.
+        self.metrics.record_transitions({**updated, "status": old}, new,
+                                        changed_stages=(patch.get("stages") or {}))
+
+    def _write_failed(self, ref: RunRef) -> None:
+        """Forget what was decided; the next pass starts again from the stored status and the
+        observed Jobs (which reproduce the same checkpoints)."""
+        self._decided.pop(ref.uid, None)
+        key = self.runs.keys_by_uid.get(ref.uid)
+        if key is not None:
+            self.wake(key)
 
     async def _create_jobs(self, ref: RunRef, plan: Plan) -> dict[str, str | None]:
         """Create the plan's Jobs concurrently; returns {stage: rejection message or None}."""
@@ -199,6 +210,12 @@ class Reconciler:
             return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
 
         return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
+
+
+def _finished_for_good(body: dict[str, Any]) -> bool:
+    """Finished, and no TTL left to enforce."""
+    finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
+    return finished and not (body.get("spec") or {}).get("ttlSecondsAfterFinished")
 
 
 def _place_in_line(body: dict[str, Any]) -> tuple[int, datetime]:
