@@ -1,0 +1,81 @@
+"""The background status writer: one write in flight per run, bursts coalesce, the patch is
+computed against what the API server holds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubedag.shell.kube import RunRef
+from kubedag.shell.statuswriter import StatusWriter
+
+RUN = RunRef("ns", "run", "uid")
+
+
+class SlowServer:
+    """Stands in for the status subresource: applies merge patches, slowly."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+        self.patches: list[dict[str, Any]] = []
+        self.fail = False
+
+    async def patch_run_status(self, run: RunRef, patch: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.02)
+        if self.fail:
+            raise RuntimeError("server error")
+        self.patches.append(patch)
+        for key, value in patch.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = value
+        return {"metadata": {"name": run.name}, "status": dict(self.status)}
+
+
+def _run(server: SlowServer, steps: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    written: list[str] = []
+    failed: list[str] = []
+
+    async def main() -> None:
+        writer = StatusWriter(server,  # type: ignore[arg-type]
+                              lambda ref, old, new, patch, updated: written.append(new["phase"]),
+                              lambda ref: failed.append(ref.name))
+        for number, status in enumerate(steps):
+            writer.submit(RUN, {}, status)
+            if number == 0:
+                await asyncio.sleep(0.005)  # the first write is now in flight
+        await writer.flush()
+
+    asyncio.run(main())
+    return written, failed
+
+
+def test_a_burst_of_decisions_becomes_two_writes_ending_with_the_last() -> None:
+    server = SlowServer()
+    written, _ = _run(server, [{"phase": p} for p in ("Pending", "Running", "Running2", "Done")])
+    # The first write goes out; what is decided meanwhile coalesces into one write of the
+    # latest status.
+    assert written == ["Pending", "Done"]
+    assert server.status == {"phase": "Done"}
+
+
+def test_patches_are_minimal_against_what_was_written() -> None:
+    server = SlowServer()
+
+    async def main() -> None:
+        writer = StatusWriter(server, lambda *a: None, lambda ref: None)  # type: ignore[arg-type]
+        writer.submit(RUN, {}, {"phase": "Running", "stages": {"a": {"phase": "Running"}}})
+        await writer.flush()
+        writer.submit(RUN, {}, {"phase": "Running", "stages": {"a": {"phase": "Succeeded"}}})
+        await writer.flush()
+
+    asyncio.run(main())
+    assert server.patches[-1] == {"stages": {"a": {"phase": "Succeeded"}}}
+
+
+def test_a_failed_write_is_reported_so_the_run_is_re_derived() -> None:
+    server = SlowServer()
+    server.fail = True
+    written, failed = _run(server, [{"phase": "Running"}])
+    assert (written, failed) == ([], ["run"])
