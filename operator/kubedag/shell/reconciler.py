@@ -64,6 +64,8 @@ class Reconciler:
         self.writer = StatusWriter(kube, self._written, self._write_failed)
         # Called with runs that waited for the stage budget when room frees up.
         self.wake: Callable[[RunKey], None] = lambda _key: None
+        # Compute time (not I/O) of each run's last pass, for pacing its next one.
+        self.pass_cost: dict[RunKey, float] = {}
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
@@ -90,13 +92,16 @@ class Reconciler:
             self._settle_budget(key, body, None)
             return None
         now = datetime.now(UTC)
+        computing = time.perf_counter()
         try:
             facts = self._facts(body)
         except ValidationError as error:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
             plan = decide(facts, now, self.settings.jobs)
-        await self._execute(ref, body, plan, now)
+        desired = to_k8s(plan.status)
+        self.pass_cost[key] = time.perf_counter() - computing
+        await self._execute(ref, body, plan, now, desired)
         self._settle_budget(key, body, plan)
         return plan.requeue_after
 
@@ -170,17 +175,18 @@ class Reconciler:
         return dict(old.stages or {})
 
     async def _execute(self, ref: RunRef, body: dict[str, Any], plan: Plan,
-                       now: datetime) -> None:
+                       now: datetime, desired: dict[str, Any]) -> None:
         if plan.delete_run:
             await self.kube.delete_run(ref)
             return
         results = await self._create_jobs(ref, plan)
-        if results:
+        if any(message is not None for message in results.values()) or plan.dry_run:
             record_create_results(plan, results, now)
+            desired = to_k8s(plan.status)
         await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)
                                for name in plan.delete_jobs))
         self._decided[ref.uid] = plan.status
-        self.writer.submit(ref, body.get("status") or {}, to_k8s(plan.status))
+        self.writer.submit(ref, body.get("status") or {}, desired)
         self.events.add(ref, plan.events)
 
     def _written(self, ref: RunRef, old: dict[str, Any], new: dict[str, Any],

@@ -14,10 +14,25 @@ class WorkQueue:
         self._processing: set[Hashable] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
+        self._not_before: dict[Hashable, float] = {}
+
+    def rest(self, key: Hashable, seconds: float) -> None:
+        """Hold the key's next pass back this long after the current one: events meanwhile
+        join it. Pacing a big run by the cost of its passes (as the Job controller batches
+        pod events) keeps it from spending the operator's CPU on one pass per pod event."""
+        if seconds > 0:
+            self._not_before[key] = asyncio.get_running_loop().time() + seconds
 
     def add(self, key: Hashable) -> None:
         if key in self._dirty:
             return
+        not_before = self._not_before.get(key)
+        if not_before is not None:
+            wait = not_before - asyncio.get_running_loop().time()
+            if wait > 0:
+                self.add_after(key, wait)
+                return
+            del self._not_before[key]
         self._dirty.add(key)
         if key not in self._processing:
             self._queue.put_nowait(key)
@@ -52,6 +67,7 @@ class WorkQueue:
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
+        self._not_before.pop(key, None)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -65,7 +81,13 @@ class WorkQueue:
     def done(self, key: Hashable) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.put_nowait(key)
+            not_before = self._not_before.get(key)
+            wait = 0.0 if not_before is None else not_before - asyncio.get_running_loop().time()
+            if wait > 0:
+                self._dirty.discard(key)
+                self.add_after(key, wait)
+            else:
+                self._queue.put_nowait(key)
 
     def __len__(self) -> int:
         return self._queue.qsize()
