@@ -24,6 +24,7 @@ from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.kube import Kube, new_api_client
+from kubedag.shell.memory import limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
 from kubedag.shell.settings import OperatorSettings
 from kubedag.shell.workqueue import WorkQueue
@@ -75,6 +76,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.execution.max_workers = config.api_threads
+    limit_arenas()
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
     kube = Kube(new_api_client(config.api_threads))
@@ -85,6 +87,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
+    state.workers.append(asyncio.create_task(trim_periodically()))
 
 
 @kopf.on.cleanup()
