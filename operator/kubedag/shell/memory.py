@@ -8,6 +8,7 @@ every few seconds keeps it near what is actually in use. A no-op where glibc is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -33,10 +34,8 @@ def limit_arenas(arenas: int = ARENAS) -> None:
     by default each thread that allocates gets its own, up to 8 per core."""
     name = ctypes.util.find_library("c")
     if name:
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(name).mallopt(_M_ARENA_MAX, arenas)
-        except (OSError, AttributeError):
-            pass
 
 
 async def trim_periodically(interval: float = TRIM_INTERVAL_SECONDS) -> None:
