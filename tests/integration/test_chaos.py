@@ -112,11 +112,11 @@ def test_operator_killed_at_random_moments_loses_nothing(
     _assert_once_each(observer, cluster, namespace, names)
 
 
+@pytest.mark.owns_control_plane
 def test_run_completes_across_an_api_server_restart(
     cluster: Cluster, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    if "kube-apiserver" not in cluster.plane.commands:
-        pytest.skip("the API server is not ours to restart (KUBEDAG_KUBECONFIG)")
+    assert "kube-apiserver" in cluster.plane.commands, "needs the local test bed's API server"
     stages = _layered(6, 3, ["2s"] * 18)
     names = [s["name"] for s in stages]
     create_run(cluster, namespace, "apiserver", {"pipelineSpec": pipeline(cluster, stages)})
