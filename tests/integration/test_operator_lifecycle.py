@@ -9,6 +9,7 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.runs import (
     condition,
     create_run,
+    event_reasons,
     get_run,
     jobs_by_stage,
     patch_run,
@@ -31,6 +32,8 @@ def test_suspended_run_starts_nothing_until_resumed(
     assert not cluster.batch.list_namespaced_job(namespace).items
     patch_run(cluster, namespace, "held", {"suspend": False})
     assert wait_phase(cluster, namespace, "held")["status"]["phase"] == "Succeeded"
+    wait_for(lambda: {"Paused", "Resumed"} <= set(event_reasons(cluster, namespace, "held")),
+             what="Paused and Resumed Events")
 
 
 def test_pause_midway_lets_running_stages_finish_but_starts_no_new_ones(

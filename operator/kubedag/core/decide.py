@@ -141,6 +141,7 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
         _reuse_finished_stages(p)
 
     _fold_observations(p)
+    _announce_pause(p)
     deadline = _run_deadline(p)
     if facts.spec.cancel:
         _stop_everything(p, StagePhase.CANCELLED, "run cancelled")
@@ -188,7 +189,8 @@ def _fold_observations(p: _Pass) -> None:
         if observed is None and not pods:
             if cp.job in p.facts.recently_created:
                 continue
-            result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared")
+            result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared",
+                                   reason=reasons.JOB_LOST)
         else:
             result = attempt_outcome(observed, pods)
         _apply_result(p, stage, cp, result)
@@ -214,9 +216,11 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
     if result.outcome is Outcome.RUNNING:
         if result.progress is not None:
             update["progress"] = round(result.progress, 3)
-        _update(p, stage.name, cp, update)
+        if any(getattr(cp, key) != value for key, value in update.items()):
+            _update(p, stage.name, cp, update)
         return
-    update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage)
+    update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage,
+                  reason=result.reason)
     too_large = _outputs_too_large(p, result.outputs)
     if result.outcome is Outcome.SUCCEEDED and too_large:
         update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.stamp,
@@ -515,3 +519,12 @@ def _summarize_events(p: _Pass) -> None:
             p.plan.events.append(Event.listing(reason, verb, stages))
     if p.finished_event is not None:
         p.plan.events.append(p.finished_event)
+
+
+def _announce_pause(p: _Pass) -> None:
+    """Paused and Resumed are state changes too: say so once, when they happen."""
+    was_paused = p.facts.status.phase == RunPhase.PAUSED
+    if p.facts.spec.suspend and not was_paused:
+        p.event("Normal", reasons.PAUSED, "Paused by spec.suspend: no new stages start")
+    elif not p.facts.spec.suspend and was_paused:
+        p.event("Normal", reasons.RESUMED, "Resumed: stages start again")

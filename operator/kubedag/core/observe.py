@@ -72,6 +72,7 @@ class AttemptResult:
     failed_indexes: int = 0
     total_indexes: int = 1
     timed_out: bool = False
+    reason: str | None = None  # CamelCase, when the failure has a name of its own (JobLost)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
