@@ -53,10 +53,7 @@ class Kube:
     def __init__(self, api: k8s.ApiClient, metrics: Metrics | None = None) -> None:
         self.api = api
         self.metrics = metrics or METRICS
-        self.batch = k8s.BatchV1Api(api)
-        self.core = k8s.CoreV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
-        self.writes = 0  # for benchmarks: API writes issued by the operator
 
     def _call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
               query: list[tuple[str, str]] | None = None,
@@ -79,7 +76,6 @@ class Kube:
         return data
 
     def _wrote(self, verb: str, resource: str) -> None:
-        self.writes += 1
         self.metrics.api_write(verb, resource)
 
     async def create_job(self, manifest: dict[str, Any], *, dry_run: bool = False) -> str | None:
@@ -152,21 +148,25 @@ class Kube:
 
     async def post_event(self, run: RunRef, event: Event) -> None:
         """Best effort: a lost Event must never fail a reconcile."""
-        now = datetime.now(UTC)
-        body = k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(name=f"{run.name}.{uuid.uuid4().hex[:12]}",
-                                      namespace=run.namespace),
-            involved_object=k8s.V1ObjectReference(
-                api_version=f"{contract.API_GROUP}/{contract.API_VERSION}", kind="PipelineRun",
-                name=run.name, namespace=run.namespace, uid=run.uid),
-            reason=event.reason, message=event.message[:1024], type=event.type,
-            first_timestamp=now, last_timestamp=now, count=1,
-            source=k8s.V1EventSource(component=COMPONENT), reporting_component=COMPONENT,
-            reporting_instance=COMPONENT,
-        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{run.name}.{uuid.uuid4().hex[:12]}",
+                         "namespace": run.namespace},
+            "involvedObject": {
+                "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
+                "kind": "PipelineRun", "name": run.name, "namespace": run.namespace,
+                "uid": run.uid},
+            "reason": event.reason, "message": event.message[:1024], "type": event.type,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+        }
         self._wrote("create", "events")
         with contextlib.suppress(ApiException):
-            await asyncio.to_thread(self.core.create_namespaced_event, run.namespace, body)
+            await asyncio.to_thread(self._call, "POST",
+                                    f"/api/v1/namespaces/{run.namespace}/events", body=body)
 
 
 def _api_message(error: ApiException) -> str:
