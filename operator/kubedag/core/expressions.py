@@ -199,11 +199,25 @@ def _selector(kind: str, selector: Any) -> str | None:
 
 # --- $(...) references in command, args, env -----------------------------------------------
 
-_SUBSTITUTION = re.compile(r"\$\(([^)]*)\)")
+SUBSTITUTION = re.compile(r"\$\(([^)]*)\)")
 _PARAM_REF = re.compile(r"^params\.([A-Za-z_][A-Za-z0-9_]*)$")
 _OUTPUT_REF = re.compile(
     r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z_][A-Za-z0-9_]*)$"
 )
+
+
+def parse_reference(inner: str) -> tuple[str, str, str | None] | None:
+    """What a `$(...)` names: ("params", name, None), ("stages", stage, output key), or None.
+
+    The one reading of the syntax, shared by validation and by the substitution that builds a
+    Job, so that what validates is exactly what gets substituted.
+    """
+    inner = inner.strip()
+    if param := _PARAM_REF.match(inner):
+        return ("params", param.group(1), None)
+    if output := _OUTPUT_REF.match(inner):
+        return ("stages", output.group(1), output.group(3))
+    return None
 
 
 def substitution_references(text: str) -> tuple[References, list[str]]:
@@ -215,14 +229,14 @@ def substitution_references(text: str) -> tuple[References, list[str]]:
     params: set[str] = set()
     outputs: set[tuple[str, str | None]] = set()
     malformed: list[str] = []
-    for match in _SUBSTITUTION.finditer(text):
-        inner = match.group(1).strip()
-        if param := _PARAM_REF.match(inner):
-            params.add(param.group(1))
-        elif output := _OUTPUT_REF.match(inner):
-            outputs.add((output.group(1), output.group(3)))
-        else:
+    for match in SUBSTITUTION.finditer(text):
+        reference = parse_reference(match.group(1))
+        if reference is None:
             malformed.append(match.group(0))
+        elif reference[0] == "params":
+            params.add(reference[1])
+        else:
+            outputs.add((reference[1], reference[2]))
     return References(frozenset(params), frozenset(outputs)), malformed
 
 

@@ -11,10 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kubedag.core.expressions import render_value
-
-REFERENCE = re.compile(r"\$\((params\.[A-Za-z_][A-Za-z0-9_]*|"
-                       r"stages\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.outputs\.[A-Za-z_][A-Za-z0-9_]*)\)")
+from kubedag.core.expressions import SUBSTITUTION, parse_reference, render_value
 
 
 class SubstitutionError(ValueError):
@@ -25,16 +22,18 @@ def substitute(
     text: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
 ) -> str:
     def replace(match: re.Match[str]) -> str:
-        path = match.group(1).split(".")
-        if path[0] == "params":
-            if path[1] not in params:
-                raise SubstitutionError(f"unknown param {path[1]!r} in {match.group(0)}")
-            return render_value(params[path[1]])
-        stage, key = path[1], path[3]
+        reference = parse_reference(match.group(1))
+        if reference is None:
+            return match.group(0)  # not a reference; validation reports malformed ones
+        if reference[0] == "params":
+            if reference[1] not in params:
+                raise SubstitutionError(f"unknown param {reference[1]!r} in {match.group(0)}")
+            return render_value(params[reference[1]])
+        stage, key = reference[1], str(reference[2])
         stage_outputs = outputs.get(stage)
         if stage_outputs is None or key not in stage_outputs:
             raise SubstitutionError(f"stage {stage!r} has no output {key!r} ({match.group(0)})")
         return render_value(stage_outputs[key])
 
-    return REFERENCE.sub(replace, text)
+    return SUBSTITUTION.sub(replace, text)
 

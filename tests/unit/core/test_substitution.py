@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from kubedag.core.expressions import substitution_references
 from kubedag.core.substitution import SubstitutionError, substitute
 
 PARAMS: dict[str, Any] = {"name": "docs", "n": 3, "ratio": 0.5, "on": True, "tags": ["a", "b"],
@@ -59,3 +60,12 @@ def test_unknown_references_raise(text: str, fragment: str) -> None:
     with pytest.raises(SubstitutionError, match=fragment) as raised:
         substitute(text, PARAMS, OUTPUTS)
     assert isinstance(raised.value, ValueError)  # what build_job's callers catch
+
+
+def test_what_validation_accepts_is_what_gets_substituted() -> None:
+    """Validation reads `$( params.lang )` (spaces inside) as a reference, so substitution
+    must too; malformed forms are left for validation to report."""
+    text = "--lang=$( params.lang ) --keep=$(param.typo)"
+    references, malformed = substitution_references(text)
+    assert references.params == {"lang"} and malformed == ["$(param.typo)"]
+    assert substitute(text, {"lang": "de"}, {}) == "--lang=de --keep=$(param.typo)"
