@@ -98,7 +98,8 @@ async def cleanup(**_: Any) -> None:
         # Decided but unwritten status would be re-derived after a restart; writing it now
         # saves the next operator that work (and keeps `kubectl get` current meanwhile).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.reconciler.writer.flush(), timeout=10)
+            await asyncio.wait_for(asyncio.gather(state.reconciler.writer.flush(),
+                                                  state.reconciler.events.drain()), timeout=10)
 
 
 async def _worker(number: int) -> None:
