@@ -33,7 +33,7 @@ check_proxy() {
 have() { [ -x "$bindir/$1" ]; }
 
 build_kubernetes() {
-  if have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl; then
+  if have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet; then
     log "kubernetes $K8S_VERSION: cached"; return
   fi
   log "kubernetes $K8S_VERSION: preparing wrapper module (downloads ~0.8 GB on a cold cache)"
@@ -61,6 +61,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   log "kubernetes: go mod tidy"
@@ -72,10 +73,11 @@ GO
     ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
   done
-  log "kubernetes: compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (about 4-5 min cold)"
+  # The kubelet runs the test bed's real node (kubedag.testbed.realnode) beside the kwok nodes.
+  log "kubernetes: compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (about 5-6 min cold)"
   go build -mod=mod -ldflags "$ldflags" -o "$bindir/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
   log "kubernetes: done"
 }
 
@@ -115,7 +117,7 @@ build_helm() {
 main() {
   local start=$SECONDS
   log "binaries go to $bindir"
-  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have etcd && have kwok && have helm; }; then
+  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm; }; then
     check_proxy
   fi
   build_etcd
