@@ -16,7 +16,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import start_control_plane
+from kubedag.testbed.images import BuiltImages, ensure_images
 from tests.integration.operator_process import OperatorProcess
+from tests.integration.realnode_support import RealNodeHandle
 from tests.integration.support import Cluster
 
 _started: list[Cluster] = []
@@ -27,15 +29,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+        if "real_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_node)
+    # Real-node tests last: they replace the host operator with the one installed in-cluster
+    # by the chart, and every kwok test before them keeps the host operator it expects.
+    items.sort(key=lambda item: item.get_closest_marker("real_node") is not None)
     if os.environ.get("KUBEDAG_KUBECONFIG"):
-        # An existing cluster's API server is not ours to restart: those tests are left out
-        # on purpose, and said so, rather than skipped at run time.
-        chosen = [i for i in items if i.get_closest_marker("owns_control_plane") is None]
-        left_out = [i for i in items if i.get_closest_marker("owns_control_plane") is not None]
+        # An existing cluster's API server is not ours to restart, and the test bed's real node
+        # joins only its own control plane: those tests are left out on purpose, and said so,
+        # rather than skipped at run time.
+        def local_only(item: pytest.Item) -> bool:
+            return any(item.get_closest_marker(m) for m in ("owns_control_plane", "real_node"))
+
+        chosen = [i for i in items if not local_only(i)]
+        left_out = [i for i in items if local_only(i)]
         if left_out:
             config.hook.pytest_deselected(items=left_out)
             print(f"\nKUBEDAG_KUBECONFIG set: left out {len(left_out)} test(s) that restart "
-                  "the local control plane's components")
+                  "the local control plane's components or need its real node")
             items[:] = chosen
 
 
@@ -51,6 +62,30 @@ def cluster() -> Iterator[Cluster]:
     finally:
         handle.api_client.close()
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def built_images() -> BuiltImages:
+    """kubedag's images (worker, operator) and the test bed's (pause, busybox), built here from
+    the Dockerfiles when their inputs changed (`make images`), else taken from the cache."""
+    return ensure_images()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster, built_images: BuiltImages) -> Iterator[RealNodeHandle]:
+    """A real kubelet + containerd node beside the kwok nodes, with the images imported.
+
+    A machine that cannot run one (not Linux, not root) fails these tests with the reason:
+    `make test` installs the packages it needs, so a missing piece is a defect, not a skip.
+    """
+    handle = RealNodeHandle(cluster, [image.archive for image in built_images.images])
+    handle.start()
+    print(f"\nreal node {handle.node.name} Ready in {handle.node.started_in_seconds} s "
+          f"(images imported in {handle.node.images_imported_in_seconds} s)")
+    try:
+        yield handle
+    finally:
+        handle.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,13 @@ from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import processes
 from kubedag.testbed.kubeconfig import write_admin_kubeconfig
-from kubedag.testbed.nodes import DEFAULT_NODES, NODE_SELECTOR, TOLERATIONS, FakeNode
+from kubedag.testbed.nodes import (
+    DEFAULT_NODES,
+    KWOK_NODE_ANNOTATION,
+    NODE_SELECTOR,
+    TOLERATIONS,
+    FakeNode,
+)
 from kubedag.testbed.pki import Pki, ensure_pki
 from kubedag.testbed.stages import stages_config
 from kubedag.testbed.versions import Versions, cache_root, require_binaries
@@ -234,11 +240,12 @@ def _start_kwok(
 
 
 def _spawn_kwok(plane: ControlPlane, stages: Path, tie_to_parent: bool) -> None:
-    manage = (["--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"]
-              if plane.existing_cluster else ["--manage-all-nodes=true"])
+    # Only the fake nodes (annotated by us), never a real node: the test bed can add a real
+    # kubelet beside them (kubedag.testbed.realnode), whose node and lease are its own.
     _spawn(plane, "kwok", [
         plane.bin_dir / "kwok", f"--kubeconfig={plane.kubeconfig}", f"--config={stages}",
-        *manage, "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16",
+        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+        "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16",
         "--node-ip=10.0.0.2", "--server-address=127.0.0.1:0",
     ], plane.log_dir / "kwok.log", tie_to_parent=tie_to_parent)
 

@@ -51,6 +51,7 @@ BINARIES = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
     "kwok",
     "helm",
 )

@@ -1,0 +1,444 @@
+"""kubedag for real: the chart's operator in-cluster, stage pods in real containers on the test
+bed's real node, files through a real workspace, real failures with stable reasons."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from kubedag.testbed.claims import copy_into_claim, create_claim
+from tests.integration.realnode_operator import (
+    SYSTEM_NAMESPACE,
+    WORK_NAMESPACE,
+    WORKER_SERVICE_ACCOUNT,
+    InstalledOperator,
+    real_pipeline,
+)
+from tests.integration.realnode_support import RealNodeHandle
+from tests.integration.runs import FINISHED, create_run, get_run, patch_run
+from tests.integration.support import Cluster, wait_for
+from tests.unit.worker.test_documents_pipeline import EXPECTED_TEXT
+
+REPO = Path(__file__).resolve().parents[2]
+DOCUMENTS = REPO / "examples" / "documents"
+MIB = 2**20
+
+
+def run_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def start(cluster: Cluster, name: str, spec: dict[str, Any]) -> str:
+    create_run(cluster, WORK_NAMESPACE, name, spec)
+    return name
+
+
+def finish(cluster: Cluster, name: str, timeout: float = 180) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        run = get_run(cluster, WORK_NAMESPACE, name)
+        return run if (run.get("status") or {}).get("phase") in FINISHED else None
+    return wait_for(done, timeout=timeout, what=f"run {name} to finish")
+
+
+def stage_of(run: dict[str, Any], stage: str) -> dict[str, Any]:
+    stages: dict[str, Any] = run["status"]["stages"]
+    return stages[stage]
+
+
+def pods_of(cluster: Cluster, run: str, stage: str | None = None) -> list[k8s.V1Pod]:
+    selector = f"kubedag.io/run={run}" + (f",kubedag.io/stage={stage}" if stage else "")
+    pods: list[k8s.V1Pod] = cluster.core.list_namespaced_pod(
+        WORK_NAMESPACE, label_selector=selector).items
+    return pods
+
+
+def events_for(cluster: Cluster, name: str) -> list[k8s.CoreV1Event]:
+    events: list[k8s.CoreV1Event] = cluster.core.list_namespaced_event(
+        WORK_NAMESPACE, field_selector=f"involvedObject.name={name}").items
+    return events
+
+
+def worker_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
+    """A stage running a shell command through the worker (so usage and outputs are reported)."""
+    return {"name": name, "command": ["kubedag-worker", "run", "--", "sh", "-c", script],
+            **fields}
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, crds: None, real_node: RealNodeHandle,
+              storage: None) -> Iterator[InstalledOperator]:
+    installed = InstalledOperator(cluster, real_node)
+    installed.install()
+    installed.wait_ready()
+    try:
+        yield installed
+    finally:
+        logs = installed.logs()
+        installed.uninstall()
+        assert "forbidden" not in logs.lower(), [
+            line for line in logs.splitlines() if "forbidden" in line.lower()][:5]
+
+
+# --- the operator in-cluster ---------------------------------------------------------------------
+
+
+def test_operator_runs_in_cluster_under_the_charts_account(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    pod = installed.pod()
+    assert pod.spec.node_name == real_node.name
+    assert pod.spec.service_account_name == "kd-kubedag"
+    container = pod.status.container_statuses[0]
+    assert container.ready and container.restart_count == 0
+    # The liveness endpoint and the metrics endpoint answer on the pod's own address.
+    ip = pod.status.pod_ip
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://{ip}:8081/healthz", timeout=5) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "kubedag_reconcile_duration_seconds" in text
+
+
+# --- workspaces and the document pipeline ---------------------------------------------------------
+
+
+def _document_pipeline(real_node: RealNodeHandle, chunk_size: int, overlap: int,
+                       documents: list[str]) -> dict[str, Any]:
+    processors = "kubedag.worker.processors.documents"
+    small = {"cpu": "100m", "memory": "128Mi"}
+    return real_pipeline(real_node, [
+        {"name": "validate", "processor": f"{processors}:validate", "resources": small},
+        {"name": "extract", "processor": f"{processors}:extract", "dependsOn": ["validate"],
+         "fanOut": {"items": documents, "batchSize": 2, "parallelism": 2},
+         "resources": small},
+        {"name": "normalize", "processor": f"{processors}:normalize",
+         "dependsOn": ["extract"], "resources": small},
+        {"name": "chunk", "processor": f"{processors}:chunk", "dependsOn": ["normalize"],
+         "resources": small},
+        {"name": "aggregate", "processor": f"{processors}:aggregate", "dependsOn": ["chunk"],
+         "resources": small},
+    ], params=[{"name": "inputDir", "type": "string", "default": "input"},
+               {"name": "chunkSize", "type": "int", "default": chunk_size},
+               {"name": "chunkOverlap", "type": "int", "default": overlap}])
+
+
+def test_document_pipeline_in_real_pods_through_an_existing_claim(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    claim = run_name("docs")
+    create_claim(cluster.api_client, WORK_NAMESPACE, claim)
+    files = sorted(DOCUMENTS.iterdir())
+    copy_into_claim(cluster.plane, WORK_NAMESPACE, claim, files, "input",
+                    real_node.pod_placement())
+    chunk_size, overlap = 40, 10
+    name = start(cluster, run_name("documents"), {
+        "pipelineSpec": _document_pipeline(real_node, chunk_size, overlap,
+                                           sorted(p.name for p in files)),
+        "workspace": {"persistentVolumeClaim": {"claimName": claim}},
+    })
+    began = time.monotonic()
+    progress_seen: set[float] = set()
+
+    def done() -> dict[str, Any] | None:
+        run = get_run(cluster, WORK_NAMESPACE, name)
+        for stage in ((run.get("status") or {}).get("stages") or {}).values():
+            if stage.get("progress") is not None:
+                progress_seen.add(stage["progress"])
+        return run if (run.get("status") or {}).get("phase") in FINISHED else None
+    run = wait_for(done, timeout=240, what="the document pipeline")
+    wall = time.monotonic() - began
+    print(f"\ndocument pipeline on the real node: {wall:.1f} s")
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"]["stages"], indent=1)
+
+    # Counted here, independently of the processors: words and chunk windows of each text.
+    words = sum(len(text.split()) for text in EXPECTED_TEXT.values())
+    chunks = sum(max(1, math.ceil((len(t) - overlap) / (chunk_size - overlap)))
+                 for t in EXPECTED_TEXT.values())
+    suffixes = sorted(Path(n).suffix.lstrip(".") for n in EXPECTED_TEXT)
+    summary = stage_of(run, "aggregate")["outputs"]
+    assert summary["documents"] == len(files) == len(EXPECTED_TEXT)
+    assert summary["words"] == words
+    assert summary["chunks"] == chunks
+    assert summary["types"] == {s: suffixes.count(s) for s in suffixes}
+    assert summary["rejected"] == 0 and summary["failed"] == 0
+    assert stage_of(run, "validate")["outputs"]["accepted"] == len(files)
+    assert stage_of(run, "extract")["fanOut"] == {"succeeded": 2, "failed": 0, "total": 2}
+    # Real usage came back from real pods.
+    assert stage_of(run, "validate")["usage"]["peakRssBytes"] > 5 * MIB
+    # Every stage pod ran on the real node with the claim at /workspace.
+    pods = pods_of(cluster, name)
+    assert len(pods) == 6
+    for pod in pods:
+        assert pod.spec.node_name == real_node.name
+        mounts = {m.mount_path: m.name for m in pod.spec.containers[0].volume_mounts}
+        volumes = {v.name: v for v in pod.spec.volumes}
+        claim_ref = volumes[mounts["/workspace"]].persistent_volume_claim
+        assert claim_ref is not None and claim_ref.claim_name == claim
+
+
+def test_a_volume_claim_template_gives_each_run_its_own_claim_shared_by_fan_out(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("ws"), {
+        "pipelineSpec": real_pipeline(real_node, [
+            {"name": "write", "command": ["sh", "-c",
+                                          "mkdir -p /workspace/in && for i in 1 2 3 4; do "
+                                          "echo item-$i > /workspace/in/$i; done"]},
+            {"name": "read", "dependsOn": ["write"],
+             "fanOut": {"items": ["1", "2", "3", "4"], "batchSize": 1, "parallelism": 4},
+             "command": ["sh", "-c", "grep -q item- /workspace/in/$((JOB_COMPLETION_INDEX + 1))"
+                         " && echo seen > /workspace/seen-$JOB_COMPLETION_INDEX"]},
+            {"name": "count", "dependsOn": ["read"],
+             "command": ["sh", "-c", "test $(ls /workspace/seen-* | wc -l) = 4"]},
+        ]),
+        "workspace": {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "64Mi"}}}}},
+    })
+    run = finish(cluster, name)
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"]["stages"], indent=1)
+    claims = cluster.core.list_namespaced_persistent_volume_claim(WORK_NAMESPACE).items
+    mine = [c for c in claims if any(o.uid == run["metadata"]["uid"]
+                                     for o in c.metadata.owner_references or [])]
+    assert len(mine) == 1 and mine[0].status.phase == "Bound"
+    # Deleted with the run (garbage collection through the ownerReference).
+    cluster.custom.delete_namespaced_custom_object("kubedag.io", "v1alpha1", WORK_NAMESPACE,
+                                                   "pipelineruns", name)
+
+    def claim_gone() -> bool:
+        try:
+            pvc = cluster.core.read_namespaced_persistent_volume_claim(
+                mine[0].metadata.name, WORK_NAMESPACE)
+        except ApiException as error:
+            return error.status == 404
+        return pvc.metadata.deletion_timestamp is not None
+    wait_for(claim_gone, timeout=60, what="the run's claim to be deleted with it")
+
+
+# --- real failures, each with a stable reason -----------------------------------------------------
+
+
+def _failed(run: dict[str, Any], stage: str) -> dict[str, Any]:
+    checkpoint = stage_of(run, stage)
+    assert checkpoint["phase"] == "Failed", checkpoint
+    return checkpoint
+
+
+def _failure_metric(installed: InstalledOperator, reason: str) -> float:
+    import urllib.request  # noqa: PLC0415
+
+    ip = installed.pod().status.pod_ip
+    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("kubedag_stage_failures_total{") and f'reason="{reason}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_exit_codes_retryable_then_permanent(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("exits"), {"pipelineSpec": real_pipeline(real_node, [
+        # Fails with the retryable code once, then succeeds: the workspace remembers.
+        worker_stage("flaky", "if [ -f /workspace/once ]; then exit 0; fi; "
+                     "touch /workspace/once; exit 75",
+                     retry={"limit": 2, "initialDelaySeconds": 1}),
+        worker_stage("permanent", "echo bad input >&2; exit 65", dependsOn=["flaky"],
+                     retry={"limit": 2, "initialDelaySeconds": 1}),
+    ])})
+    run = finish(cluster, name)
+    assert stage_of(run, "flaky")["phase"] == "Succeeded"
+    assert stage_of(run, "flaky")["attempts"] == 2
+    permanent = _failed(run, "permanent")
+    assert permanent["attempts"] == 1  # 65 is permanent: no retry
+    assert permanent["reason"] == "ExitCode" and permanent["exitCode"] == 65
+    assert run["status"]["phase"] == "Failed"
+    assert _failure_metric(installed, "ExitCode") >= 1
+    assert any(e.type == "Warning" and "permanent" in (e.message or "")
+               for e in events_for(cluster, name)), [e.message for e in events_for(cluster, name)]
+
+
+def test_a_processor_over_its_memory_limit_is_oom_killed(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("oom"), {"pipelineSpec": real_pipeline(real_node, [
+        worker_stage("hog", "python3 -c 'b = bytearray(400 * 2**20); b[::4096] = b\"x\" * "
+                     "(len(b) // 4096)'", resources={"memory": "128Mi"}),
+    ])})
+    run = finish(cluster, name)
+    hog = _failed(run, "hog")
+    assert hog["reason"] == "OOMKilled", hog
+    assert _failure_metric(installed, "OOMKilled") >= 1
+
+
+def test_a_stage_timeout_is_deadline_exceeded(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("slow"), {"pipelineSpec": real_pipeline(real_node, [
+        worker_stage("slow", "sleep 300", timeoutSeconds=3),
+    ])})
+    run = finish(cluster, name, timeout=90)
+    slow = _failed(run, "slow")
+    assert slow["reason"] == "DeadlineExceeded", slow
+
+
+def test_a_missing_image_fails_after_the_grace_period(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("noimage"), {"pipelineSpec": real_pipeline(real_node, [
+        {"name": "ghost", "image": "kubedag.local/does-not-exist:1", "command": ["true"]},
+    ])})
+    run = finish(cluster, name, timeout=120)
+    ghost = _failed(run, "ghost")
+    assert ghost["reason"] == "ImagePullFailed", ghost
+    assert "does-not-exist" in ghost["message"]
+    assert _failure_metric(installed, "ImagePullFailed") >= 1
+
+
+def test_a_missing_secret_is_a_container_config_error(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("nosecret"), {"pipelineSpec": real_pipeline(real_node, [
+        {"name": "needs-secret", "command": ["true"],
+         "envFrom": [{"secretRef": {"name": "no-such-secret"}}]},
+    ])})
+    run = finish(cluster, name, timeout=120)
+    stage = _failed(run, "needs-secret")
+    assert stage["reason"] == "ContainerConfigError", stage
+    assert "no-such-secret" in stage["message"]
+
+
+def test_a_pod_deleted_mid_stage_is_retried(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("lost"), {"pipelineSpec": real_pipeline(real_node, [
+        worker_stage("victim", "if [ -f /workspace/again ]; then exit 0; fi; "
+                     "touch /workspace/again; sleep 300",
+                     retry={"limit": 1, "initialDelaySeconds": 1}),
+    ]), "workspace": {"volumeClaimTemplate": {"spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}}})
+
+    def running_pod() -> k8s.V1Pod | None:
+        pods = [p for p in pods_of(cluster, name, "victim") if p.status.phase == "Running"]
+        return pods[0] if pods else None
+    pod = wait_for(running_pod, timeout=90, what="the victim's pod Running")
+    time.sleep(1)
+    cluster.core.delete_namespaced_pod(pod.metadata.name, WORK_NAMESPACE)
+    run = finish(cluster, name)
+    victim = stage_of(run, "victim")
+    assert victim["phase"] == "Succeeded" and victim["attempts"] == 2, victim
+    assert any("PodLost" in (e.reason or "") + (e.message or "")
+               for e in events_for(cluster, name)), [(e.reason, e.message)
+                                                     for e in events_for(cluster, name)]
+
+
+def test_cancel_sends_sigterm_and_the_worker_exits_within_its_grace(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("cancel"), {"pipelineSpec": real_pipeline(real_node, [
+        worker_stage("long", "sleep 300"),
+        worker_stage("after", "true", dependsOn=["long"]),
+    ])})
+
+    def running_pod() -> k8s.V1Pod | None:
+        pods = [p for p in pods_of(cluster, name, "long") if p.status.phase == "Running"]
+        return pods[0] if pods else None
+    pod = wait_for(running_pod, timeout=90, what="the long stage's pod Running")
+    grace = pod.spec.termination_grace_period_seconds
+    cancelled_at = time.monotonic()
+    patch_run(cluster, WORK_NAMESPACE, name, {"cancel": True})
+
+    def pod_gone() -> bool:
+        try:
+            cluster.core.read_namespaced_pod(pod.metadata.name, WORK_NAMESPACE)
+        except ApiException as error:
+            return error.status == 404
+        return False
+    wait_for(pod_gone, timeout=grace + 30, what="the cancelled pod to go")
+    took = time.monotonic() - cancelled_at
+    assert took < grace, f"the worker took {took:.1f} s to stop (grace {grace} s): SIGKILLed"
+    run = finish(cluster, name)
+    assert run["status"]["phase"] == "Cancelled"
+    assert stage_of(run, "long")["phase"] == "Cancelled"
+    after = stage_of(run, "after")
+    assert (after["phase"], after["reason"]) == ("Skipped", "RunCancelled"), after
+
+
+# --- least privilege on real pods -----------------------------------------------------------------
+
+PATCH_PROBE = r"""
+import json, os, ssl, sys, urllib.request, urllib.error
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+token = open(sa + "/token").read()
+ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+ns, me, other = os.environ["KUBEDAG_NAMESPACE"], os.environ["KUBEDAG_POD_NAME"], sys.argv[1]
+def patch(pod, body):
+    request = urllib.request.Request(
+        f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}"
+        f"/api/v1/namespaces/{ns}/pods/{pod}", data=json.dumps(body).encode(), method="PATCH",
+        headers={"Authorization": "Bearer " + token,
+                 "Content-Type": "application/merge-patch+json"})
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()).get("message", "")
+progress = {"metadata": {"annotations": {"kubedag.io/progress": '{"fraction":0.5}'}}}
+results = {
+    "own-progress": patch(me, progress),
+    "other-progress": patch(other, progress),
+    "own-label": patch(me, {"metadata": {"labels": {"evil": "yes"}}}),
+    "own-other-annotation": patch(me, {"metadata": {"annotations": {"evil": "yes"}}}),
+}
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def test_stage_pods_pass_restricted_and_may_patch_only_their_own_progress(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    target = run_name("bystander")
+    placement = real_node.pod_placement()
+    cluster.core.create_namespaced_pod(WORK_NAMESPACE, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": target},
+        "spec": {**placement, "restartPolicy": "Never",
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": "c", "image": "kubedag.local/busybox:1.35",
+                                 "imagePullPolicy": "Never", "command": ["sleep", "60"],
+                                 "securityContext": {"allowPrivilegeEscalation": False,
+                                                     "capabilities": {"drop": ["ALL"]}}}]}})
+    name = start(cluster, run_name("probe"), {"pipelineSpec": real_pipeline(real_node, [
+        {"name": "probe", "command": ["python3", "-c", PATCH_PROBE, target]},
+    ])})
+    run = finish(cluster, name)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    pod = pods_of(cluster, name, "probe")[0]
+    assert pod.spec.service_account_name == WORKER_SERVICE_ACCOUNT
+    assert pod.spec.security_context.run_as_non_root is True
+    logs = cluster.kubectl("logs", "-n", WORK_NAMESPACE, pod.metadata.name).stdout
+    results = json.loads(logs.split("RESULTS ", 1)[1])
+    assert results["own-progress"][0] == 200, results
+    for refused in ("other-progress", "own-label", "own-other-annotation"):
+        assert results[refused][0] == 403, (refused, results)
+    assert "own pod" in results["other-progress"][1] or "pod-name" in results[
+        "other-progress"][1], results
+    cluster.core.delete_namespaced_pod(target, WORK_NAMESPACE, grace_period_seconds=0)
+
+
+def test_reported_usage_is_real(cluster: Cluster, installed: InstalledOperator,
+                                real_node: RealNodeHandle) -> None:
+    name = start(cluster, run_name("usage"), {"pipelineSpec": real_pipeline(real_node, [
+        {"name": "allocate", "processor": "kubedag.worker.processors.probes:allocate",
+         "resources": {"memory": "512Mi"}},
+    ], params=[{"name": "mebibytes", "type": "int", "default": 200}])})
+    run = finish(cluster, name)
+    stage = stage_of(run, "allocate")
+    assert stage["phase"] == "Succeeded", stage
+    peak = stage["usage"]["peakRssBytes"]
+    assert abs(peak - 200 * MIB) <= 0.1 * 200 * MIB, f"peak RSS {peak / MIB:.1f} MiB"
+
+
+_ = SYSTEM_NAMESPACE
