@@ -3,7 +3,9 @@ the floor (a bare Job-creating script) and then through kubedag, print a table a
 bench/results/<timestamp>.json.
 
 Options: --only chain,fanout,lattice,concurrent; --runs N (concurrent runs, default 100);
---no-floor; --profile (py-spy on the operator, collapsed stacks next to the JSON)."""
+--no-floor; --profile (py-spy on the operator, collapsed stacks next to the JSON);
+--real-node (the chain on the test bed's real node: real containers of the worker image running
+`true`, for kubedag and the floor alike; needs Linux and root, builds the images if needed)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from bench.floor import run_floor
 from bench.kube import request_totals
 from bench.measure import ProcessSampler, Profiler, Recorder, percentile
 from kubedag.testbed import ControlPlane, start_control_plane
+from kubedag.testbed.images import ensure_images
+from kubedag.testbed.realnode import RealNode, start_real_node
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,6 +43,7 @@ OPERATOR_WRITE_RESOURCES = {("POST", "jobs", ""), ("DELETE", "jobs", ""),
 # Targets (reported, not asserted).
 TARGET_P50, TARGET_P99, TARGET_RATIO, TARGET_WRITES = 0.3, 1.5, 1.5, 3.0
 TARGET_RSS_MIB, TARGET_STATUS_BYTES = 200, 256 * 1024
+WORKER_IMAGE = "ghcr.io/kubedag/worker:0.1.0"
 
 
 @dataclass
@@ -97,6 +102,13 @@ class Bench:
         self.custom = k8s.CustomObjectsApi(self.api)
         self.sampler = ProcessSampler(operator.process.pid)
         self.placement = plane.pod_placement()
+        # What each stage's container runs: kwok needs only an image name; on the real node a
+        # real image runs a real (trivial) command.
+        self.container: dict[str, Any] = {"image": "busybox"}
+
+    def use_real_node(self, placement: dict[str, Any], image: str) -> None:
+        self.placement = placement
+        self.container = {"image": image, "command": ["true"]}
 
     def namespace(self, name: str) -> str:
         self.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
@@ -126,7 +138,8 @@ class Bench:
         recorder = Recorder(self.api, ns, runs=False)
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
         try:
-            wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout)
+            wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout,
+                             self.container)
             time.sleep(0.3)
             latencies = recorder.latencies(dags)
             job_to_pod = recorder.job_to_pod()
@@ -142,7 +155,7 @@ class Bench:
         recorder = Recorder(self.api, ns, runs=True)
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
         spec = {"pipelineSpec": {
-            "stages": [{"name": s, "image": "busybox", **({"dependsOn": d} if d else {})}
+            "stages": [{"name": s, **self.container, **({"dependsOn": d} if d else {})}
                        for s, d in scenario.dag.items()],
             "defaults": {"nodeSelector": self.placement["nodeSelector"],
                          "tolerations": self.placement["tolerations"]}}}
@@ -284,6 +297,11 @@ def targets(results: list[dict[str, Any]], lifetime_peak_mib: float) -> list[str
     return out
 
 
+def _start_real_node(plane: ControlPlane) -> RealNode:
+    images = ensure_images()
+    return start_real_node(plane, [Path(image.archive) for image in images.images])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,7 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=100, help="runs in the concurrent scenario")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor measurements")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator")
+    parser.add_argument("--real-node", action="store_true",
+                        help="the chain on real containers on the test bed's real node")
     args = parser.parse_args(argv)
+    if args.real_node:
+        args.only = args.only or "chain"
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     args.profile_dir = RESULTS / f"{stamp}-profile"
@@ -302,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     plane = start_control_plane()
     print(f"control plane up in {plane.started_in_seconds} s; logs in {plane.log_dir}", flush=True)
     operator = None
+    node: RealNode | None = None
     results: list[dict[str, Any]] = []
     try:
         kubectl = str(plane.bin_dir / "kubectl")
@@ -312,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
                        env=plane.env(), check=True, capture_output=True)
         operator = Operator(plane)
         bench = Bench(plane, operator, args)
+        if args.real_node:
+            node = _start_real_node(plane)
+            print(f"real node {node.name} Ready in {node.started_in_seconds} s", flush=True)
+            bench.use_real_node(node.pod_placement(), WORKER_IMAGE)
         for scenario in chosen:
             print(f"== {scenario.name}: {scenario.stages} stages in {scenario.runs} run(s)",
                   flush=True)
@@ -330,8 +357,12 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if operator:
             operator.stop()
+        if node is not None:
+            node.stop()
         plane.stop()
     print()
+    if args.real_node:
+        print("on the real node (real containers):")
     print(table(results))
     print()
     for line in targets(results, peak):
@@ -339,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps({
         "time": stamp, "host": {"cpus": os.cpu_count()}, "operator_peak_rss_mib": round(peak, 1),
+        "pods": "real node" if args.real_node else "kwok",
         "operator_log": str(plane.log_dir / "kubedag-operator.log"),
         "scenarios": results}, indent=2))
     print(f"\nwritten {out.relative_to(REPO)}")

@@ -19,7 +19,9 @@ from bench.measure import LABEL_RUN, LABEL_STAGE, Key
 CREATORS = 16
 
 
-def job_manifest(run: str, stage: str, placement: dict[str, Any]) -> dict[str, Any]:
+def job_manifest(run: str, stage: str, placement: dict[str, Any],
+                 container: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``container``: the stage container's image and command (kwok: busybox, no command)."""
     labels = {LABEL_RUN: run, LABEL_STAGE: stage, "bench": "floor"}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -27,12 +29,14 @@ def job_manifest(run: str, stage: str, placement: dict[str, Any]) -> dict[str, A
         "spec": {"backoffLimit": 0, "template": {
             "metadata": {"labels": labels},
             "spec": {"restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": "busybox"}], **placement}}},
+                     "containers": [{"name": "main", **(container or {"image": "busybox"})}],
+                     **placement}}},
     }
 
 
 def run_floor(api: k8s.ApiClient, namespace: str, dags: dict[str, Dag],
-              placement: dict[str, Any], timeout: float = 900) -> float:
+              placement: dict[str, Any], timeout: float = 900,
+              container: dict[str, Any] | None = None) -> float:
     """Runs every DAG at once; returns the wall time until the last pod Succeeded."""
     batch = k8s.BatchV1Api(api)
     remaining: dict[Key, int] = {}
@@ -52,7 +56,7 @@ def run_floor(api: k8s.ApiClient, namespace: str, dags: dict[str, Dag],
 
     def create(key: Key) -> None:
         try:
-            batch.create_namespaced_job(namespace, job_manifest(*key, placement),
+            batch.create_namespaced_job(namespace, job_manifest(*key, placement, container),
                                         _preload_content=False)
         except Exception as error:
             errors.append(repr(error))
