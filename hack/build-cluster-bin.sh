@@ -114,15 +114,28 @@ build_helm() {
   log "helm: done"
 }
 
+# A real dynamic storage provisioner for the test bed (kubedag.testbed.provisioner runs it on the
+# host, out of cluster). Its version is stamped into the binary, so a new pin rebuilds it.
+build_local_path_provisioner() {
+  if have local-path-provisioner && "$bindir/local-path-provisioner" --version 2>/dev/null | grep -qF "$LOCAL_PATH_PROVISIONER_VERSION"; then
+    log "local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION: cached"; return
+  fi
+  log "local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION: building (about 2-3 min cold)"
+  GOBIN="$bindir" go install -ldflags "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION"
+  log "local-path-provisioner: done"
+}
+
 main() {
   local start=$SECONDS
   log "binaries go to $bindir"
-  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm; }; then
+  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm && have local-path-provisioner; }; then
     check_proxy
   fi
   build_etcd
   build_kwok
   build_helm
+  build_local_path_provisioner
   build_kubernetes
   log "all binaries ready in $((SECONDS - start)) s"
   echo "$bindir"

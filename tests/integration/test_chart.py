@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from kubedag.api.crd import rendered_crds
+from kubedag.contract import ANNOTATION_PROGRESS
 from kubedag.worker.rbac import WORKER_POD_RULES
 from tests.integration.chart_support import CHART, REPO, ensure_prometheus, render
 from tests.integration.support import Cluster, wait_for
@@ -25,7 +26,9 @@ def test_helm_lint(cluster: Cluster) -> None:
 
 
 def test_schema_rejects_unknown_and_invalid_values(cluster: Cluster) -> None:
-    for bad in ("replicaCout=2", "metrics.port=0", "image.pullPolicy=Sometimes"):
+    for bad in ("replicaCout=2", "metrics.port=0", "image.pullPolicy=Sometimes",
+                "worker.admissionPolicy.validationActions={Deny,Warn}",
+                "worker.admissionPolicy.enable=true", "tolerations[0].effect=Sometimes"):
         result = cluster.helm("template", "x", str(CHART), f"--set={bad}", check=False)
         assert result.returncode != 0, bad
         assert "schema" in result.stderr.lower(), result.stderr
@@ -54,12 +57,21 @@ def test_rendered_objects_follow_the_conventions(cluster: Cluster) -> None:
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    user = pod["securityContext"]["runAsUser"]
+    assert isinstance(user, int) and user > 0
+    assert container["image"] == "ghcr.io/kubedag/operator:0.1.0"
+    assert container["command"] == ["kubedag-operator"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
     assert "--peering=kd-kubedag" in container["args"]
     assert ("ClusterKopfPeering", "kd-kubedag") in by_kind
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBEDAG_METRICS_PORT"] == "8080"
+    assert env["KUBEDAG_WORKER_IMAGE"] == "ghcr.io/kubedag/worker:0.1.0"
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "kubedag"
@@ -77,6 +89,71 @@ def test_rendered_objects_follow_the_conventions(cluster: Cluster) -> None:
     assert not any(a.startswith("--peering") for a in args)
     assert {d["kind"] for d in single}.isdisjoint({"ServiceMonitor", "PrometheusRule",
                                                    "ClusterKopfPeering"})
+
+
+def test_operator_placement_and_images(cluster: Cluster, tmp_path: Path) -> None:
+    """The operator pod can be pinned to the test bed's real node (its label and taint)."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "image": {"repository": "kubedag.local/operator", "tag": "dev", "pullPolicy": "Never"},
+        "worker": {"image": "kubedag.local/worker:dev"},
+        "nodeSelector": {"kubedag.io/real-node": "true"},
+        "tolerations": [{"key": "kubedag.io/real-node", "operator": "Equal", "value": "true",
+                         "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+    }))
+    text = cluster.helm("template", "kd", str(CHART), "--namespace", "kd-system",
+                        "-f", str(values)).stdout
+    deployment = next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubedag.io/real-node": "true"}
+    assert pod["tolerations"][0]["key"] == "kubedag.io/real-node"
+    assert "nodeAffinity" in pod["affinity"]
+    container = pod["containers"][0]
+    assert container["image"] == "kubedag.local/operator:dev"
+    assert container["imagePullPolicy"] == "Never"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEDAG_WORKER_IMAGE"] == "kubedag.local/worker:dev"
+    # Without worker.image, the worker image follows image.tag.
+    docs = render(cluster, "kd", "kd-system", "image.tag=1.2.3")
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"][
+        "spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEDAG_WORKER_IMAGE"] == "ghcr.io/kubedag/worker:1.2.3"
+
+
+def test_worker_admission_policy_renders(cluster: Cluster) -> None:
+    docs = render(cluster, "kd", "kd-system", "worker.namespaces={team-a,team-b}")
+    by_kind = {d["kind"]: d for d in docs}
+    policy = by_kind["ValidatingAdmissionPolicy"]
+    binding = by_kind["ValidatingAdmissionPolicyBinding"]
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert policy["metadata"]["name"] == "kd-kubedag-worker-own-pod"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector["values"] == ["team-a", "team-b"]
+    (condition,) = policy["spec"]["matchConditions"]
+    for namespace in ("team-a", "team-b"):
+        assert f"system:serviceaccount:{namespace}:kd-kubedag-worker" in condition["expression"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["UPDATE"] and "pods" in rule["resources"]
+    text = yaml.safe_dump(policy)
+    assert "authentication.kubernetes.io/pod-name" in text
+    assert f"'{ANNOTATION_PROGRESS}'" in text
+    for validation in policy["spec"]["validations"]:
+        assert validation["messageExpression"] and validation["reason"] == "Forbidden"
+
+    kinds = {d["kind"] for d in render(cluster, "kd", "kd-system",
+                                        "worker.admissionPolicy.enabled=false")}
+    assert kinds.isdisjoint({"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"})
+    audit = render(cluster, "kd", "kd-system",
+                   "worker.admissionPolicy.validationActions={Warn,Audit}")
+    binding = next(d for d in audit if d["kind"] == "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
 
 
 def test_worker_role_is_worker_pod_rules(cluster: Cluster) -> None:
@@ -121,8 +198,9 @@ def test_server_side_dry_run_then_install(cluster: Cluster,
     cluster.kubectl("apply", "--dry-run=server", "--namespace", namespace, "-f", "-",
                     input=rendered)
 
-    cluster.helm("install", name, str(CHART), "--namespace", namespace)
+    notes = cluster.helm("install", name, str(CHART), "--namespace", namespace).stdout
     full = f"{name}-kubedag"
+    assert f"ValidatingAdmissionPolicy {full}-worker-own-pod (Deny)" in notes, notes
     for kind, obj in [("deployment", full), ("serviceaccount", full),
                       ("serviceaccount", f"{full}-worker"), ("role", f"{full}-worker"),
                       ("rolebinding", f"{full}-worker"), ("service", f"{full}-metrics"),
@@ -131,6 +209,8 @@ def test_server_side_dry_run_then_install(cluster: Cluster,
         cluster.kubectl("get", kind, obj, "--namespace", namespace)
     cluster.kubectl("get", "clusterrole", full)
     cluster.kubectl("get", "clusterrolebinding", full)
+    cluster.kubectl("get", "validatingadmissionpolicy", f"{full}-worker-own-pod")
+    cluster.kubectl("get", "validatingadmissionpolicybinding", f"{full}-worker-own-pod")
     status = cluster.helm("status", name, "--namespace", namespace).stdout
     assert "STATUS: deployed" in status
 

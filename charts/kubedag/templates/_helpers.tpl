@@ -56,8 +56,19 @@ app.kubernetes.io/component: operator
 {{- default (printf "%s-worker" (include "kubedag.fullname" .)) .Values.worker.serviceAccount.name }}
 {{- end }}
 
+{{/* The operator's image. */}}
 {{- define "kubedag.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The default image of processor stages: worker.image, else the worker image of this release. */}}
+{{- define "kubedag.workerImage" -}}
+{{- .Values.worker.image | default (printf "ghcr.io/kubedag/worker:%s" (.Values.image.tag | default .Chart.AppVersion)) }}
+{{- end }}
+
+{{/* The ValidatingAdmissionPolicy (and its binding) that confines the worker to its own pod. */}}
+{{- define "kubedag.workerAdmissionPolicyName" -}}
+{{- printf "%s-worker-own-pod" (include "kubedag.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* The kopf peering name (leader election) when more than one replica runs. */}}
