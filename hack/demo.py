@@ -1,5 +1,9 @@
 """`make demo`: a local control plane, the operator, one document PipelineRun shown to the end.
 
+Where the machine allows it (Linux, root), the stages run in real containers on the test bed's
+real node (kubelet + containerd), with kubedag's images built here and the documents handed from
+stage to stage through a real workspace claim; elsewhere on kwok's simulated pods. It says which.
+
 Everything it starts stops when it exits (set KUBEDAG_DEMO_KEEP=1 to keep the control plane and
 the operator running for a look around; `make cluster-down` does not know about them, Ctrl-C
 does).
@@ -16,11 +20,60 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 
-from kubedag.testbed import start_control_plane
+from kubedag.testbed import ControlPlane, start_control_plane
+from kubedag.testbed.claims import copy_into_claim, create_claim
+from kubedag.testbed.images import ensure_images
+from kubedag.testbed.provisioner import start_local_path_provisioner
+from kubedag.testbed.realnode import RealNode, start_real_node, unavailable_reason
+from kubedag.worker.rbac import WORKER_POD_RULES
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = REPO / "examples/demo/document-run.yaml"
+KWOK_RUN = REPO / "examples/demo/document-run.yaml"
+REAL_RUN = REPO / "examples/demo/document-run-real.yaml"
+DOCUMENTS = REPO / "examples/documents"
+CLAIM = "documents-demo-input"
+WORKER_ACCOUNT = "kubedag-worker"
 NAME = "documents-demo"
+
+
+def _real_node(plane: ControlPlane) -> RealNode | None:
+    """The real node with kubedag's images and a storage provisioner, or None (and why)."""
+    reason = unavailable_reason(plane.bin_dir / "kubelet")
+    if reason is None:
+        packages = subprocess.run(["bash", str(REPO / "hack/ensure-host-packages.sh")],
+                                  check=False)
+        if packages.returncode != 0:
+            reason = "the host packages could not be installed (hack/ensure-host-packages.sh)"
+    if reason is not None:
+        print(f"no real node here ({reason}): the stages run on kwok's simulated pods")
+        return None
+    print("building kubedag's images if their inputs changed (make images) ...")
+    images = ensure_images()
+    node = start_real_node(plane, [Path(image.archive) for image in images.images])
+    print(f"  real node {node.name} Ready in {node.started_in_seconds} s: the stages run in "
+          "real containers")
+    start_local_path_provisioner(plane)
+    # The stage pods' identity, as the chart creates it: it may patch its own pod's progress.
+    account = {"metadata": {"name": WORKER_ACCOUNT, "namespace": "default"}}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": WORKER_ACCOUNT}
+    subjects = [{"kind": "ServiceAccount", "name": WORKER_ACCOUNT, "namespace": "default"}]
+    manifests = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", **account},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", **account,
+         "rules": WORKER_POD_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", **account,
+         "roleRef": role_ref, "subjects": subjects},
+    ]
+    subprocess.run([str(plane.bin_dir / "kubectl"), "apply", "-f", "-"], env=plane.env(),
+                   input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
+                   text=True, check=True, capture_output=True)
+    with plane.api_client() as api:
+        create_claim(api, "default", CLAIM, size="256Mi")
+    copy_into_claim(plane, "default", CLAIM, sorted(DOCUMENTS.iterdir()), "input",
+                    node.pod_placement())
+    print(f"  workspace claim {CLAIM} filled with {len(list(DOCUMENTS.iterdir()))} documents "
+          "under input/")
+    return node
 
 
 def main() -> int:
@@ -29,8 +82,11 @@ def main() -> int:
     plane = start_control_plane()
     env = plane.env()
     operator = None
+    node = None
     try:
         print(f"  up in {plane.started_in_seconds} s; logs in {plane.log_dir}")
+        node = _real_node(plane)
+        run_file = REAL_RUN if node is not None else KWOK_RUN
         kubectl = [str(plane.bin_dir / "kubectl")]
         subprocess.run([*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
                        env=env, check=True, capture_output=True)
@@ -43,9 +99,12 @@ def main() -> int:
                 [sys.executable, "-m", "kubedag.shell.main", "--liveness", ""],
                 stdout=out, stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"})
         time.sleep(2)
-        print(f"kubectl apply -f {RUN.relative_to(REPO)}")
-        subprocess.run([*kubectl, "apply", "-f", str(RUN)], env=env, check=True)
-        phase = _follow(plane.api_client())
+        print(f"kubectl apply -f {run_file.relative_to(REPO)}")
+        began = time.monotonic()
+        subprocess.run([*kubectl, "apply", "-f", str(run_file)], env=env, check=True)
+        phase = _follow(plane.api_client(), timeout=300 if node is not None else 120)
+        print(f"\n{phase} in {time.monotonic() - began:.1f} s on "
+              f"{'the real node (real containers)' if node is not None else 'kwok (simulated)'}")
         print()
         subprocess.run([*kubectl, "get", "pipelinerun", NAME], env=env, check=False)
         print()
@@ -67,6 +126,8 @@ def main() -> int:
         if operator is not None:
             operator.terminate()
             operator.wait(timeout=10)
+        if node is not None:
+            node.stop()
         plane.stop()
 
 

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import start_control_plane
 from kubedag.testbed.images import BuiltImages, ensure_images
+from kubedag.testbed.provisioner import start_local_path_provisioner, stop_local_path_provisioner
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_support import RealNodeHandle
 from tests.integration.support import Cluster
@@ -78,7 +79,7 @@ def real_node(cluster: Cluster, built_images: BuiltImages) -> Iterator[RealNodeH
     A machine that cannot run one (not Linux, not root) fails these tests with the reason:
     `make test` installs the packages it needs, so a missing piece is a defect, not a skip.
     """
-    handle = RealNodeHandle(cluster, [image.archive for image in built_images.images])
+    handle = RealNodeHandle(cluster, [Path(image.archive) for image in built_images.images])
     handle.start()
     print(f"\nreal node {handle.node.name} Ready in {handle.node.started_in_seconds} s "
           f"(images imported in {handle.node.images_imported_in_seconds} s)")
@@ -86,6 +87,17 @@ def real_node(cluster: Cluster, built_images: BuiltImages) -> Iterator[RealNodeH
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def storage(cluster: Cluster, real_node: RealNodeHandle) -> Iterator[None]:
+    """A real dynamic provisioner (local-path) as the default StorageClass, its helper pods
+    running on the real node."""
+    start_local_path_provisioner(cluster.plane)
+    try:
+        yield
+    finally:
+        stop_local_path_provisioner(cluster.plane)
 
 
 @pytest.fixture

@@ -9,12 +9,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from tests.integration.support import Cluster
 
 
 class OperatorProcess:
+    # Every operator a test started, so the in-cluster operator's tests can stop them all: two
+    # operators reconciling the same runs would fight.
+    instances: ClassVar[list[OperatorProcess]] = []
+
     def __init__(self, cluster: Cluster, extra_env: dict[str, str] | None = None) -> None:
+        OperatorProcess.instances.append(self)
         self.cluster = cluster
         self.extra_env = extra_env or {}
         # Its own metrics port: never the default 8080 another test session may hold.
@@ -71,6 +77,11 @@ class OperatorProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for process in cls.instances:
+            process.stop()
 
     @property
     def log_path(self) -> Path:

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed.claims import copy_into_claim, create_claim
+from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_operator import (
     SYSTEM_NAMESPACE,
     WORK_NAMESPACE,
@@ -76,6 +77,7 @@ def worker_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster, crds: None, real_node: RealNodeHandle,
               storage: None) -> Iterator[InstalledOperator]:
+    OperatorProcess.stop_all()  # the in-cluster operator is the only one from here on
     installed = InstalledOperator(cluster, real_node)
     installed.install()
     installed.wait_ready()
