@@ -92,7 +92,8 @@ def crds(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crds: None) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster)
+    # A short start-failure grace, so that tests of pods that cannot start end quickly.
+    process = OperatorProcess(cluster, {"KUBEDAG_START_FAILURE_GRACE_SECONDS": "3"})
     process.start()
     try:
         yield process
