@@ -59,6 +59,8 @@ def record_claim_rejected(plan: Plan, message: str, now: datetime) -> None:
     claim = status.workspace.claim_name if status.workspace else "?"
     text = f"the API server rejected the workspace PersistentVolumeClaim {claim}: {message}"
     plan.create_jobs = []
+    if status.workspace is not None:
+        status.workspace = status.workspace.model_copy(update={"created": False})
     generation = status.observed_generation or 1
     if plan.dry_run:
         status.stages = None
