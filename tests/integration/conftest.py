@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import start_control_plane
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.support import Cluster
+from tests.integration.support import Cluster, wait_for
 
 _started: list[Cluster] = []
 
@@ -86,8 +86,11 @@ REPO = Path(__file__).resolve().parents[2]
 def crds(cluster: Cluster) -> None:
     """The generated CRDs, applied and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io")
+    # A CRD just created may have no status yet, which `kubectl wait` reports as an error.
+    wait_for(lambda: cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", "crd/pipelines.kubedag.io",
+        "crd/pipelineruns.kubedag.io", check=False).returncode == 0,
+             what="the CRDs Established", timeout=60)
 
 
 @pytest.fixture(scope="session")

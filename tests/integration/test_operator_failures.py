@@ -171,5 +171,5 @@ def test_attempt_whose_pod_is_deleted_is_retried_and_the_stage_succeeds(
     train = stages_of(run)["train"]
     assert (train["phase"], train["attempts"]) == ("Succeeded", 2)
     assert "StageRetrying" in event_reasons(cluster, namespace, "evicted")
-    assert any("(PodLost:" in message
-               for message in event_messages(cluster, namespace, "evicted", "StageRetrying"))
+    wait_for(lambda: any("(PodLost:" in message for message in event_messages(
+        cluster, namespace, "evicted", "StageRetrying")), what="StageRetrying naming PodLost")

@@ -78,7 +78,7 @@ def test_an_existing_claim_is_mounted_and_not_created(
     assert volumes["workspace"].persistent_volume_claim.claim_name == "team-data"
     assert not cluster.core.list_namespaced_persistent_volume_claim(namespace).items
     run = get_run(cluster, namespace, "reuse")
-    assert run["status"]["workspace"] == {"claimName": "team-data"}
+    assert run["status"]["workspace"] == {"claimName": "team-data", "created": False}
     patch_run(cluster, namespace, "reuse", {"cancel": True})
 
 
@@ -114,8 +114,8 @@ def test_a_pod_that_cannot_pull_its_image_fails_the_stage_after_the_grace_period
     succeeded = condition(run, "Succeeded")
     assert succeeded is not None
     assert succeeded["message"].startswith("Stage pull (ImagePullFailed: ImagePullBackOff")
-    assert any("(ImagePullFailed)" in m
-               for m in event_messages(cluster, namespace, "nopull", "StageFailed"))
+    wait_for(lambda: any("(ImagePullFailed)" in m for m in event_messages(
+        cluster, namespace, "nopull", "StageFailed")), what="a StageFailed Event naming it")
     wait_for(lambda: not cluster.batch.list_namespaced_job(namespace).items,
              what="the stuck Job deleted")
 
