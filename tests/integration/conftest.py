@@ -20,7 +20,7 @@ from kubedag.testbed.images import BuiltImages, ensure_images
 from kubedag.testbed.provisioner import start_local_path_provisioner, stop_local_path_provisioner
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_support import RealNodeHandle
-from tests.integration.support import Cluster
+from tests.integration.support import Cluster, wait_for
 
 _started: list[Cluster] = []
 
@@ -133,13 +133,17 @@ REPO = Path(__file__).resolve().parents[2]
 def crds(cluster: Cluster) -> None:
     """The generated CRDs, applied and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io")
+    # A CRD just created may have no status yet, which `kubectl wait` reports as an error.
+    wait_for(lambda: cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", "crd/pipelines.kubedag.io",
+        "crd/pipelineruns.kubedag.io", check=False).returncode == 0,
+             what="the CRDs Established", timeout=60)
 
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crds: None) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster)
+    # A short start-failure grace, so that tests of pods that cannot start end quickly.
+    process = OperatorProcess(cluster, {"KUBEDAG_START_FAILURE_GRACE_SECONDS": "3"})
     process.start()
     try:
         yield process

@@ -93,5 +93,11 @@ def event_reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
     return [e.reason for e in events.items]
 
 
+def event_messages(cluster: Cluster, namespace: str, name: str, reason: str) -> list[str]:
+    events = cluster.core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=PipelineRun")
+    return [e.message for e in events.items if e.reason == reason]
+
+
 def condition(run: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in run["status"].get("conditions") or [] if c["type"] == type_), None)

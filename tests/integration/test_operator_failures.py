@@ -6,6 +6,7 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.runs import (
     condition,
     create_run,
+    event_messages,
     event_reasons,
     jobs_by_stage,
     pipeline,
@@ -97,11 +98,13 @@ def test_critical_failure_stops_new_work_runs_finally_and_fails_the_run(
     # A running sibling finishes, but nothing new starts after a critical failure.
     assert stages["slow-sibling"]["phase"] == "Succeeded"
     assert stages["after-sibling"]["phase"] == "Skipped"
-    assert stages["after-sibling"]["reason"] == "RunStopped"
+    assert stages["after-sibling"]["reason"] == "RunFailed"
     assert stages["cleanup"]["phase"] == "Succeeded" and stages["report"]["phase"] == "Succeeded"
     succeeded = condition(run, "Succeeded")
     assert succeeded is not None and succeeded["status"] == "False"
-    assert succeeded["reason"] == "StageFailed" and "validate" in succeeded["message"]
+    assert succeeded["reason"] == "StageFailed"
+    assert succeeded["message"].startswith("Stage validate (ExitCode: exit code 2")
+    assert (stages["validate"]["reason"], stages["validate"]["exitCode"]) == ("ExitCode", 2)
     assert "after-sibling" not in jobs_by_stage(cluster, namespace)
 
 
@@ -115,6 +118,7 @@ def test_stage_past_its_deadline_fails(
     hang = stages_of(run)["hang"]
     assert run["status"]["phase"] == "Failed"
     assert hang["phase"] == "Failed" and "timed out" in hang["message"]
+    assert hang["reason"] == "DeadlineExceeded"
 
 
 def test_run_past_its_timeout_fails_and_its_jobs_are_deleted(
@@ -126,6 +130,9 @@ def test_run_past_its_timeout_fails_and_its_jobs_are_deleted(
     assert run["status"]["phase"] == "Failed"
     succeeded = condition(run, "Succeeded")
     assert succeeded is not None and succeeded["reason"] == "RunTimeout"
+    stages = stages_of(run)
+    assert (stages["hang"]["phase"], stages["hang"]["reason"]) == ("Cancelled", "RunTimedOut")
+    assert (stages["never"]["phase"], stages["never"]["reason"]) == ("Skipped", "RunTimedOut")
     wait_for(lambda: not cluster.batch.list_namespaced_job(namespace).items,
              what="the run's Jobs deleted")
 
@@ -164,3 +171,5 @@ def test_attempt_whose_pod_is_deleted_is_retried_and_the_stage_succeeds(
     train = stages_of(run)["train"]
     assert (train["phase"], train["attempts"]) == ("Succeeded", 2)
     assert "StageRetrying" in event_reasons(cluster, namespace, "evicted")
+    wait_for(lambda: any("(PodLost:" in message for message in event_messages(
+        cluster, namespace, "evicted", "StageRetrying")), what="StageRetrying naming PodLost")

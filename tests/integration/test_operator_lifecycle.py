@@ -62,9 +62,14 @@ def test_cancel_deletes_running_jobs_and_ends_cancelled(
     run = wait_phase(cluster, namespace, "doomed")
     assert run["status"]["phase"] == "Cancelled"
     assert condition(run, "Succeeded")["reason"] == "Cancelled"  # type: ignore[index]
-    assert stages_of(run)["long"]["phase"] == "Cancelled"
+    stages = stages_of(run)
+    assert (stages["long"]["phase"], stages["long"]["reason"]) == ("Cancelled", "RunCancelled")
+    assert (stages["next"]["phase"], stages["next"]["reason"]) == ("Skipped", "RunCancelled")
     wait_for(lambda: not cluster.batch.list_namespaced_job(namespace).items,
              what="Jobs deleted")
+    # Background propagation: the garbage collector deletes the pods too, none is orphaned.
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items,
+             what="the Job's pods deleted", timeout=60)
 
 
 def test_dry_run_validates_every_job_server_side_and_creates_nothing(

@@ -28,12 +28,23 @@ from kubedag.api.status import (
     StageCheckpoint,
     StagePhase,
 )
+from kubedag.api.workspace import (
+    AccessMode,
+    ClaimReference,
+    ClaimSpec,
+    VolumeClaimTemplate,
+    Workspace,
+    WorkspaceStatus,
+)
 
 __all__ = [
     "CONDITION_SUCCEEDED",
     "CONDITION_VALID",
     "DEFAULT_GPU_RESOURCE",
+    "AccessMode",
     "ApiModel",
+    "ClaimReference",
+    "ClaimSpec",
     "Condition",
     "ConditionStatus",
     "EnvVar",
@@ -61,6 +72,9 @@ __all__ = [
     "StagePhase",
     "StageType",
     "Toleration",
+    "VolumeClaimTemplate",
+    "Workspace",
+    "WorkspaceStatus",
     "find_condition",
     "matches_param_type",
     "set_condition",

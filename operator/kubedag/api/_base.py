@@ -18,6 +18,8 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A Kubernetes resource quantity ("500m", "2Gi", "1.5", "1e3"), as resource.Quantity parses it.
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 QUANTITY = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+# A size in bytes: no sign, no milli/micro/nano suffix ("1Gi", "500M", "10e9").
+STORAGE_QUANTITY = rf"^{_NUMBER}(([KMGTPE]i)|[kMGTPE]|([eE]\+?{_NUMBER}))?$"
 
 # Length bounds double as CEL cost bounds: the API server estimates a rule's worst case from them.
 MAX_NAME = 63

@@ -11,6 +11,7 @@ from kubedag.api.conditions import Condition
 from kubedag.api.params import ParamSpec
 from kubedag.api.resources import Toleration
 from kubedag.api.stage import Stage
+from kubedag.api.workspace import Workspace
 from kubedag.contract import API_GROUP, API_VERSION
 
 # Bounds that keep the CRD's CEL rules within the API server's cost budget (and a run's status
@@ -52,6 +53,11 @@ class PipelineDefaults(ApiModel):
     )
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations of every stage pod."
+    )
+    workspace: Workspace | None = Field(
+        default=None,
+        description="The workspace of runs that set no `spec.workspace` of their own, e.g. "
+        "a volumeClaimTemplate so that every run gets its own volume.",
     )
 
 

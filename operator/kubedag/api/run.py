@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from kubedag.api._base import ApiModel, cel_rule
 from kubedag.api.pipeline import PipelineSpec
 from kubedag.api.status import PipelineRunStatus
+from kubedag.api.workspace import Workspace
 from kubedag.contract import API_GROUP, API_VERSION
 
 
@@ -57,8 +58,10 @@ class PipelineRunSpec(ApiModel):
     )
     cancel: bool = Field(
         default=False,
-        description="Set to true to stop the run: running Jobs are deleted, pending stages are "
-        "Cancelled and the run ends Cancelled. Cannot be undone.",
+        description="Set to true to stop the run: running stages' Jobs are deleted (their pods get "
+        "SIGTERM and the pod's termination grace period to exit) and the stages end "
+        "Cancelled, stages that never started end Skipped with reason `RunCancelled`, and "
+        "the run ends Cancelled. Cannot be undone.",
     )
     dry_run: bool = Field(
         default=False,
@@ -81,6 +84,14 @@ class PipelineRunSpec(ApiModel):
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, description="Overrides the pipeline's timeoutSeconds for this run."
+    )
+    workspace: Workspace | None = Field(
+        default=None,
+        description="The volume mounted at /workspace in every stage pod of this run, fan-out "
+        "pods included: exactly one of volumeClaimTemplate (a claim created for the run and "
+        "deleted with it) or persistentVolumeClaim (an existing claim). Default: the "
+        "pipeline's `defaults.workspace`; without either, each pod gets its own empty "
+        "/workspace (an emptyDir) and stages share nothing but their outputs.",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,

@@ -16,6 +16,7 @@ from pydantic import Field, field_serializer
 from kubedag.api._base import OPAQUE, ApiModel
 from kubedag.api.conditions import Condition
 from kubedag.api.pipeline import PipelineSpec
+from kubedag.api.workspace import WorkspaceStatus
 
 
 class RunPhase(StrEnum):
@@ -98,14 +99,22 @@ class StageCheckpoint(ApiModel):
     reason: str | None = Field(
         default=None,
         max_length=64,
-        description="CamelCase reason of the phase, for tools: e.g. `WhenFalse` or "
-        "`UpstreamFailed` for a skipped stage (only the former lets dependants run), "
-        "`StageReused` for a stage taken over from spec.resumeFrom.",
+        description="CamelCase reason of the phase, for tools. Failed (or Retrying): "
+        "`ExitCode` (non-zero exit, see exitCode), `DeadlineExceeded` (timeoutSeconds), "
+        "`OOMKilled`, `ImagePullFailed`, `ContainerConfigError` (e.g. a missing Secret or "
+        "ConfigMap), `PodLost` (pod deleted or evicted), `JobLost`, `JobFailed`, "
+        "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`. "
+        "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
+        "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
+        "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
+        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom.",
     )
     message: str | None = Field(
         default=None,
         max_length=4096,
-        description="Why the stage is in this phase (error, skip reason), for people.",
+        description="Why the stage is in this phase (error, skip reason), for people; while "
+        "a pod cannot start its container, what the kubelet says (e.g. `ImagePullBackOff: "
+        "Back-off pulling image ...`).",
     )
     outputs: dict[str, Any] | None = Field(
         default=None,
@@ -165,6 +174,9 @@ class PipelineRunStatus(ApiModel):
         description="The pipeline this run executes, copied at start so later edits of the "
         "Pipeline do not change a running run.",
         json_schema_extra=OPAQUE,
+    )
+    workspace: WorkspaceStatus | None = Field(
+        default=None, description="The PersistentVolumeClaim mounted at /workspace, if any."
     )
     stages: dict[str, StageCheckpoint] | None = Field(
         default=None, description="Checkpoint of every stage that has started, by stage name."

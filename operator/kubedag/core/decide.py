@@ -23,10 +23,12 @@ from kubedag.api import (
     Stage,
     StageCheckpoint,
     StagePhase,
+    Workspace,
+    WorkspaceStatus,
 )
 from kubedag.core import reasons
-from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
-from kubedag.core.naming import job_name
+from kubedag.core.jobspec import JobSettings, RunIdentity, build_claim, build_job
+from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Event, Plan, clip, short_list
@@ -40,6 +42,9 @@ CREATE_GRACE = timedelta(seconds=30)
 MAX_CREATES_PER_PASS = 250
 OUTPUTS_BUDGET = 512 * 1024
 PIPELINE_LOOKUP_PATIENCE = timedelta(seconds=60)
+# How long a pod may fail to start its container (image pull, configuration error) before
+# its attempt fails; the operator's KUBEDAG_START_FAILURE_GRACE_SECONDS.
+START_FAILURE_GRACE = timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class RunFacts:
     resume_checkpoints: Mapping[str, StageCheckpoint] | None = None
     # Stages this run may start under the operator-wide budget (None: no budget).
     stage_room: int | None = None
+    start_failure_grace: timedelta = START_FAILURE_GRACE
 
 
 @dataclass
@@ -122,10 +128,12 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
     if facts.spec.dry_run:
         plan.dry_run = True
         status.pipeline_spec = pipeline
+        _bind_workspace(facts, pipeline, status, plan)
+        claim = status.workspace.claim_name if status.workspace else None
         plan.create_jobs = [
             build_job(run=facts.identity, pipeline=pipeline, stage=stage, attempt=1,
                       params=params, outputs=_placeholder_outputs(pipeline),
-                      settings=settings)
+                      settings=settings, workspace_claim=claim)
             for stage in pipeline.all_stages()
         ]
         return plan
@@ -138,18 +146,19 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
         status.pipeline_spec = pipeline
         p.event("Normal", reasons.RUN_STARTED,
                 f"Run started: {len(pipeline.all_stages())} stages")
+        _bind_workspace(facts, pipeline, status, plan)
         _reuse_finished_stages(p)
 
     _fold_observations(p)
     _announce_pause(p)
     deadline = _run_deadline(p)
     if facts.spec.cancel:
-        _stop_everything(p, StagePhase.CANCELLED, "run cancelled")
+        _stop_everything(p, reasons.RUN_CANCELLED, "run cancelled")
         finish_run(status, RunPhase.CANCELLED, reasons.CANCELLED, "Run cancelled by spec.cancel",
                    facts.generation, now)
         p.event("Warning", reasons.CANCELLED, "Run cancelled")
     elif deadline is not None and now >= deadline:
-        _stop_everything(p, StagePhase.FAILED, "run timed out")
+        _stop_everything(p, reasons.RUN_TIMED_OUT, "run timed out")
         message = f"Run exceeded its timeout of {_run_timeout(p)} s"
         finish_run(status, RunPhase.FAILED, reasons.RUN_TIMEOUT, message, facts.generation, now)
         p.event("Warning", reasons.RUN_TIMEOUT, message)
@@ -192,7 +201,12 @@ def _fold_observations(p: _Pass) -> None:
             result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared",
                                    reason=reasons.JOB_LOST)
         else:
-            result = attempt_outcome(observed, pods)
+            result = attempt_outcome(observed, pods, now=p.now,
+                                     start_grace=p.facts.start_failure_grace)
+        if result.recheck_at is not None:
+            p.wake_at(result.recheck_at)
+        if result.stop_job and (observed is None or not observed.deleting):
+            p.plan.delete_jobs.append(cp.job)
         _apply_result(p, stage, cp, result)
 
 
@@ -216,37 +230,43 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
     if result.outcome is Outcome.RUNNING:
         if result.progress is not None:
             update["progress"] = round(result.progress, 3)
+        # While a pod cannot start its container, the kubelet's word; otherwise nothing.
+        update["message"] = clip(result.message)
         if any(getattr(cp, key) != value for key, value in update.items()):
             _update(p, stage.name, cp, update)
         return
     update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage,
-                  reason=result.reason)
+                  reason=result.reason or reasons.EXIT_CODE)
     too_large = _outputs_too_large(p, result.outputs)
     if result.outcome is Outcome.SUCCEEDED and too_large:
         update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.stamp,
-                      message=too_large)
-        p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed: {too_large}")
+                      message=too_large, reason=reasons.OUTPUT_TOO_LARGE, exit_code=None)
+        p.event("Warning", reasons.STAGE_FAILED,
+                f"Stage {stage.name} failed ({reasons.OUTPUT_TOO_LARGE}): {too_large}")
     elif result.outcome is Outcome.SUCCEEDED:
         # Succeeded implies exit code 0 and progress 1: leaving them unset keeps a
         # 1,000-stage status under 256 KiB.
         update.update(phase=StagePhase.SUCCEEDED, outputs=result.outputs, progress=None,
-                      exit_code=None, finish_time=result.finished or p.stamp, message=None)
+                      exit_code=None, finish_time=result.finished or p.stamp, message=None,
+                      reason=None)
         p.succeeded.append(stage.name)
     else:
         policy = stage.retry or RetryPolicy()
         attempts = cp.attempts or 1
-        if attempts <= policy.limit and policy.is_retryable(result.exit_code):
+        reason = update["reason"]
+        retryable = policy.is_retryable(result.exit_code) and reason not in reasons.NOT_RETRIED
+        if attempts <= policy.limit and retryable:
             retry_at = p.now + timedelta(seconds=policy.delay_seconds(attempts))
             update.update(phase=StagePhase.RETRYING, next_retry_time=retry_at)
             p.event("Warning", reasons.STAGE_RETRYING,
-                    f"Stage {stage.name} attempt {attempts} failed ({result.message}); "
-                    f"retry {attempts}/{policy.limit} at {retry_at.isoformat()}")
+                    f"Stage {stage.name} attempt {attempts} failed ({reason}: "
+                    f"{result.message}); retry {attempts}/{policy.limit} at "
+                    f"{retry_at.isoformat()}")
         else:
             update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.stamp)
-            why = "" if policy.is_retryable(result.exit_code) or not policy.limit else \
-                " (not retryable)"
+            why = "" if retryable or not policy.limit else " (not retryable)"
             p.event("Warning", reasons.STAGE_FAILED,
-                    f"Stage {stage.name} failed after {attempts} attempt(s){why}: "
+                    f"Stage {stage.name} failed ({reason}) after {attempts} attempt(s){why}: "
                     f"{result.message}")
     _update(p, stage.name, cp, update)
 
@@ -272,6 +292,12 @@ def _upstream_failed(p: _Pass, name: str) -> bool:
         cp.phase == StagePhase.SKIPPED and cp.reason == reasons.UPSTREAM_FAILED)
 
 
+def _failed_by_itself(p: _Pass, name: str) -> bool:
+    """Failed, or skipped for that (not stopped by the run's end)."""
+    cp = p.checkpoints.get(name)
+    return cp is not None and cp.phase != StagePhase.CANCELLED and _upstream_failed(p, name)
+
+
 def _skip(p: _Pass, stage: Stage, reason: str, message: str) -> None:
     p.checkpoints[stage.name] = StageCheckpoint(
         phase=StagePhase.SKIPPED, reason=reason, message=message, finish_time=p.stamp)
@@ -287,7 +313,8 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
             cp = p.checkpoints[stage.name]
             if stopping:
                 # A retry is new work, and a critical failure stops new work.
-                _fail_stage(p, stage, f"{cp.message}; not retried: a critical stage failed")
+                _fail_stage(p, stage, f"{cp.message}; not retried: a critical stage failed",
+                            cp.reason or reasons.EXIT_CODE)
                 continue
             if cp.next_retry_time is None or cp.next_retry_time <= p.now:
                 ready.append(stage)
@@ -312,7 +339,7 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
         if stage.when:
             verdict = evaluate_when(stage.when, p.params, _outputs(p))
             if isinstance(verdict, str):
-                _fail_stage(p, stage, verdict)
+                _fail_stage(p, stage, verdict, reasons.WHEN_EVALUATION_FAILED)
                 continue
             if not verdict:
                 _skip(p, stage, reasons.WHEN_FALSE, f"when is false: {stage.when}")
@@ -321,10 +348,11 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
     return ready
 
 
-def _fail_stage(p: _Pass, stage: Stage, message: str) -> None:
+def _fail_stage(p: _Pass, stage: Stage, message: str, reason: str) -> None:
     p.checkpoints[stage.name] = (p.checkpoints.get(stage.name) or StageCheckpoint()).model_copy(
-        update={"phase": StagePhase.FAILED, "message": clip(message), "finish_time": p.stamp})
-    p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed: {message}")
+        update={"phase": StagePhase.FAILED, "message": clip(message), "finish_time": p.stamp,
+                "reason": reason, "next_retry_time": None})
+    p.event("Warning", reasons.STAGE_FAILED, f"Stage {stage.name} failed ({reason}): {message}")
 
 
 def _outputs_too_large(p: _Pass, outputs: dict[str, Any] | None) -> str | None:
@@ -361,7 +389,7 @@ def _schedule(p: _Pass) -> None:
         # The main DAG is settled; what never ran will not run now.
         for stage in main:
             if _phase(p, stage.name) == StagePhase.PENDING:
-                _skip(p, stage, reasons.RUN_STOPPED, "not run: a critical stage failed")
+                _skip(p, stage, reasons.RUN_FAILED, "not run: a critical stage failed")
         ready = _candidates(p, final, stopping=False)
     _start(p, ready)
     everything = [*main, *final]
@@ -370,7 +398,7 @@ def _schedule(p: _Pass) -> None:
             failed = [s.name for s in everything
                       if s.critical and _phase(p, s.name) == StagePhase.FAILED]
             finish_run(p.status, RunPhase.FAILED, reasons.STAGE_FAILED,
-                       f"Critical stage(s) failed: {', '.join(failed)}", p.facts.generation, p.now)
+                       _failure_summary(p, failed), p.facts.generation, p.now)
             p.finished_event = Event("Warning", reasons.FAILED,
                                      f"Run failed: {', '.join(failed)} failed")
         else:
@@ -399,18 +427,21 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
     for stage in ready[: min(room, MAX_CREATES_PER_PASS)]:
         cp = p.checkpoints.get(stage.name) or StageCheckpoint()
         attempt = (cp.attempts or 0) + 1
+        claim = p.status.workspace.claim_name if p.status.workspace else None
         try:
             manifest = build_job(run=p.facts.identity, pipeline=p.pipeline, stage=stage,
                                  attempt=attempt, params=p.params, outputs=outputs,
-                                 settings=p.settings)
+                                 settings=p.settings, workspace_claim=claim)
         except ValueError as error:
-            _fail_stage(p, stage, str(error))
+            _fail_stage(p, stage, str(error), reasons.INVALID_REFERENCE)
             continue
         p.plan.create_jobs.append(manifest)
+        # message and reason describe the attempt now running (the last failure's Event
+        # stays); exitCode keeps the last failed attempt's code.
         p.checkpoints[stage.name] = cp.model_copy(update={
             "phase": StagePhase.RUNNING, "attempts": attempt,
             "job": manifest["metadata"]["name"], "start_time": cp.start_time or p.stamp,
-            "next_retry_time": None, "progress": None,
+            "next_retry_time": None, "progress": None, "message": None, "reason": None,
         })
         p.started.append(stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})")
 
@@ -438,17 +469,60 @@ def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | N
 
 # --- stopping, resuming, deadlines ----------------------------------------------------------
 
-def _stop_everything(p: _Pass, phase: StagePhase, message: str) -> None:
-    for stage in p.pipeline.all_stages():
+def _stop_everything(p: _Pass, reason: str, message: str) -> None:
+    """The run ends now (cancel, timeout): stages that had started are Cancelled (a running
+    one's Job deleted: its pods get SIGTERM and their grace period), the others Skipped; both
+    with the same reason (UpstreamFailed instead, when a dependency failed: as if the run
+    had gone on)."""
+    for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
         cp = p.checkpoints.get(stage.name)
-        if cp is None or not cp.phase.finished:
-            if cp is not None and cp.phase == StagePhase.RUNNING and cp.job:
-                job = p.facts.jobs.get(cp.job)
-                if job is None or not job.deleting:
-                    p.plan.delete_jobs.append(cp.job)
-            p.checkpoints[stage.name] = (cp or StageCheckpoint()).model_copy(update={
-                "phase": phase, "message": message, "finish_time": p.stamp,
-                "reason": reasons.RUN_STOPPED, "next_retry_time": None})
+        if cp is not None and cp.phase.finished:
+            continue
+        if cp is not None and cp.phase == StagePhase.RUNNING and cp.job:
+            job = p.facts.jobs.get(cp.job)
+            if job is None or not job.deleting:
+                p.plan.delete_jobs.append(cp.job)
+        if cp is not None and cp.phase in (StagePhase.RUNNING, StagePhase.RETRYING):
+            p.checkpoints[stage.name] = cp.model_copy(update={
+                "phase": StagePhase.CANCELLED, "message": message, "finish_time": p.stamp,
+                "reason": reason, "next_retry_time": None, "progress": None})
+        elif failed := [d for d in stage.depends_on or [] if _failed_by_itself(p, d)]:
+            _skip(p, stage, reasons.UPSTREAM_FAILED, f"upstream {', '.join(failed)} failed")
+        else:
+            p.checkpoints[stage.name] = StageCheckpoint(
+                phase=StagePhase.SKIPPED, reason=reason, message=f"not run: {message}",
+                finish_time=p.stamp)
+
+
+def _failure_summary(p: _Pass, failed: Sequence[str]) -> str:
+    """The run's Failed condition message: each failed critical stage, its reason and why."""
+    parts = []
+    for name in failed:
+        cp = p.checkpoints[name]
+        detail = f"{cp.reason or reasons.EXIT_CODE}"
+        if cp.message:
+            detail += f": {clip(cp.message, 300)}"
+        parts.append(f"{name} ({detail})")
+    if len(parts) == 1:
+        return f"Stage {parts[0]} failed"
+    return f"Critical stages failed: {'; '.join(parts)}"
+
+
+def _bind_workspace(facts: RunFacts, pipeline: PipelineSpec, status: PipelineRunStatus,
+                    plan: Plan) -> None:
+    """Once, as the run starts: which claim its pods mount, and the claim to create (the
+    shell creates it before any Job; AlreadyExists is success)."""
+    workspace: Workspace | None = facts.spec.workspace or (
+        pipeline.defaults.workspace if pipeline.defaults else None)
+    if workspace is None:
+        return
+    if workspace.volume_claim_template is not None:
+        plan.create_claim = build_claim(facts.identity, workspace.volume_claim_template)
+        status.workspace = WorkspaceStatus(
+            claim_name=workspace_claim_name(facts.identity.name), created=True)
+    elif workspace.persistent_volume_claim is not None:
+        status.workspace = WorkspaceStatus(
+            claim_name=workspace.persistent_volume_claim.claim_name)
 
 
 def _reuse_finished_stages(p: _Pass) -> None:

@@ -41,14 +41,42 @@ def record_create_results(plan: Plan, results: dict[str, str | None], now: datet
     for stage, message in rejected.items():
         current = stages.get(stage) or StageCheckpoint()
         stages[stage] = current.model_copy(update={
-            "phase": StagePhase.FAILED, "finish_time": now,
+            "phase": StagePhase.FAILED, "finish_time": now, "reason": reasons.JOB_REJECTED,
             "message": clip(f"the API server rejected the stage's Job: {message}")})
         plan.events.append(Event("Warning", reasons.STAGE_FAILED,
-                                 f"Stage {stage}: Job rejected: {message}"[:1024]))
+                                 f"Stage {stage} failed ({reasons.JOB_REJECTED}): "
+                                 f"{message}"[:1024]))
     status.stages = stages
     if rejected:
         # The next pass sees the failures and settles the run (finally stages, phase).
         plan.requeue_after = 0.0
+
+
+def record_claim_rejected(plan: Plan, message: str, now: datetime) -> None:
+    """The API server refused the run's workspace claim (quota, invalid spec): no Job was
+    created; the run fails, naming the claim."""
+    status = plan.status
+    claim = status.workspace.claim_name if status.workspace else "?"
+    text = f"the API server rejected the workspace PersistentVolumeClaim {claim}: {message}"
+    plan.create_jobs = []
+    if status.workspace is not None:
+        status.workspace = status.workspace.model_copy(update={"created": False})
+    generation = status.observed_generation or 1
+    if plan.dry_run:
+        status.stages = None
+        finish_run(status, RunPhase.FAILED, reasons.DRY_RUN_FAILED, f"dry run: {text}",
+                   generation, now)
+        plan.events.append(Event("Warning", reasons.DRY_RUN_FAILED, text[:1024]))
+        return
+    if status.pipeline_spec is not None:
+        status.stages = {
+            stage.name: StageCheckpoint(phase=StagePhase.SKIPPED, reason=reasons.RUN_FAILED,
+                                        message="not run: the workspace could not be created",
+                                        finish_time=now)
+            for stage in status.pipeline_spec.all_stages()}
+    finish_run(status, RunPhase.FAILED, reasons.WORKSPACE_FAILED, text, generation, now)
+    plan.events = [e for e in plan.events if e.reason != reasons.STAGE_STARTED]
+    plan.events.append(Event("Warning", reasons.WORKSPACE_FAILED, text[:1024]))
 
 
 def decide_invalid_spec(body: dict[str, Any], message: str, now: datetime) -> Plan:

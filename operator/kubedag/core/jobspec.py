@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubedag import contract
-from kubedag.api import PipelineSpec, Stage
-from kubedag.core.naming import job_name, label_value
+from kubedag.api import PipelineSpec, Stage, VolumeClaimTemplate
+from kubedag.core.naming import job_name, label_value, workspace_claim_name
 from kubedag.core.observe import LABEL_RUN_UID
 from kubedag.core.substitution import substitute
 
 MANAGED_BY = "kubedag-operator"
 CONTAINER_NAME = "stage"
 WORKER_COMMAND = ["kubedag-worker", "run"]
+WORKSPACE_VOLUME = "workspace"
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class JobSettings:
     worker_image: str = "ghcr.io/kubedag/worker:0.1.0"
     job_ttl_seconds: int = 3600
     workspace_path: str = "/workspace"
+    # Stage pods pass the `restricted` Pod Security Standard: they run as this non-root user
+    # and group (the worker image's), with fsGroup so that a workspace volume is writable.
+    run_as_user: int = 10001
+    # A cancelled run's pods get SIGTERM, then SIGKILL this many seconds later.
+    termination_grace_seconds: int = 30
 
 
 def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
@@ -50,19 +58,54 @@ def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
     return value
 
 
-def labels_for(run: RunIdentity, stage: str, attempt: int) -> dict[str, str]:
+def run_labels(run: RunIdentity, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "kubedag",
         "app.kubernetes.io/instance": label_value(run.name),
-        "app.kubernetes.io/component": "stage",
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": label_value(run.pipeline),
         contract.LABEL_RUN: label_value(run.name),
         LABEL_RUN_UID: run.uid,
         contract.LABEL_PIPELINE: label_value(run.pipeline),
-        contract.LABEL_STAGE: stage,
-        contract.LABEL_ATTEMPT: str(attempt),
     }
+
+
+def labels_for(run: RunIdentity, stage: str, attempt: int) -> dict[str, str]:
+    return {**run_labels(run, "stage"), contract.LABEL_STAGE: stage,
+            contract.LABEL_ATTEMPT: str(attempt)}
+
+
+def owner_reference(run: RunIdentity) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
+        "kind": "PipelineRun",
+        "name": run.name,
+        "uid": run.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_claim(run: RunIdentity, template: VolumeClaimTemplate) -> dict[str, Any]:
+    """The run's workspace PersistentVolumeClaim, owned by the run (deleted with it)."""
+    meta = template.metadata
+    spec: dict[str, Any] = {
+        "accessModes": [str(mode) for mode in template.spec.access_modes],
+        "resources": {"requests": {"storage": template.spec.resources.requests.storage}},
+    }
+    if template.spec.storage_class_name is not None:
+        spec["storageClassName"] = template.spec.storage_class_name
+    metadata: dict[str, Any] = {
+        "name": workspace_claim_name(run.name),
+        "namespace": run.namespace,
+        "labels": {**((meta.labels or {}) if meta else {}), **run_labels(run, "workspace")},
+        "ownerReferences": [owner_reference(run)],
+    }
+    if meta and meta.annotations:
+        metadata["annotations"] = dict(meta.annotations)
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
+            "spec": spec}
 
 
 def build_job(
@@ -74,8 +117,14 @@ def build_job(
     params: Mapping[str, Any],
     outputs: Mapping[str, Mapping[str, Any] | None],
     settings: JobSettings,
+    workspace_claim: str | None = None,
 ) -> dict[str, Any]:
-    """The Job manifest; ValueError (SubstitutionError) for a reference that cannot resolve."""
+    """The Job manifest; ValueError (SubstitutionError) for a reference that cannot resolve.
+
+    ``workspace_claim``: the PersistentVolumeClaim mounted at the workspace path (None: an
+    emptyDir). The pod passes the `restricted` Pod Security Standard with a read-only root
+    filesystem: /tmp and the workspace are its only writable paths.
+    """
     defaults = pipeline.defaults
     labels = {**((defaults.labels or {}) if defaults else {}),
               **labels_for(run, stage.name, attempt)}
@@ -86,6 +135,16 @@ def build_job(
         "env": env,
         "resources": _resources(stage),
         "terminationMessagePolicy": "File",
+        "volumeMounts": [
+            {"name": WORKSPACE_VOLUME, "mountPath": settings.workspace_path},
+            {"name": TMP_VOLUME, "mountPath": TMP_PATH},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
     }
     if stage.processor is not None:
         container["command"] = list(WORKER_COMMAND)
@@ -94,7 +153,24 @@ def build_job(
     if stage.args is not None:
         container["args"] = [substitute(a, params, outputs) for a in stage.args]
 
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    workspace: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": workspace_claim}} if workspace_claim
+        else {"emptyDir": {}})
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "fsGroup": settings.run_as_user,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": WORKSPACE_VOLUME, **workspace},
+                    {"name": TMP_VOLUME, "emptyDir": {}}],
+    }
     node_selector = {**((defaults.node_selector or {}) if defaults else {}),
                      **(stage.node_selector or {})}
     if node_selector:
@@ -130,14 +206,7 @@ def build_job(
             "name": job_name(run.name, stage.name, attempt),
             "namespace": run.namespace,
             "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
-                "kind": "PipelineRun",
-                "name": run.name,
-                "uid": run.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,
     }

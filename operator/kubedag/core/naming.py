@@ -32,3 +32,15 @@ def label_value(value: str) -> str:
         return value
     suffix = f"-{_digest(value)}"
     return value[: MAX_JOB_NAME - len(suffix)].rstrip("-._") + suffix
+
+
+MAX_CLAIM_NAME = 253  # a DNS-1123 subdomain
+
+
+def workspace_claim_name(run: str) -> str:
+    """The PersistentVolumeClaim created for a run's volumeClaimTemplate: `<run>-workspace`."""
+    name = f"{run}-workspace"
+    if len(name) <= MAX_CLAIM_NAME:
+        return name
+    suffix = f"-{_digest(run)}-workspace"
+    return run[: MAX_CLAIM_NAME - len(suffix)].rstrip("-.") + suffix

@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from kubedag import contract
+from kubedag.core import reasons
 
 LABEL_RUN_UID = f"{contract.API_GROUP}/run-uid"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+# A container waiting for one of these reasons cannot start as things stand; after the
+# operator's start-failure grace period the attempt fails with the mapped stage reason.
+START_FAILURES: dict[str, str] = {
+    "ErrImagePull": reasons.IMAGE_PULL_FAILED,
+    "ImagePullBackOff": reasons.IMAGE_PULL_FAILED,
+    "InvalidImageName": reasons.IMAGE_PULL_FAILED,
+    "ErrImageNeverPull": reasons.IMAGE_PULL_FAILED,
+    "RegistryUnavailable": reasons.IMAGE_PULL_FAILED,
+    "SignatureValidationFailed": reasons.IMAGE_PULL_FAILED,
+    "CreateContainerConfigError": reasons.CONTAINER_CONFIG_ERROR,
+    "CreateContainerError": reasons.CONTAINER_CONFIG_ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,17 @@ class PodSummary:
     finished: datetime | None = None
     progress: float | None = None
     progress_message: str | None = None
+    deleting: bool = False
+    # Why the pod ended or is ending other than by its own exit: status.reason (Evicted) or
+    # the DisruptionTarget condition's reason (EvictionByEvictionAPI, PreemptionByScheduler,
+    # DeletionByTaintManager, TerminationByKubelet, DeletionByPodGC), with its message.
+    disruption: str | None = None
+    disruption_message: str | None = None
+    # The container's waiting state (ErrImagePull, CreateContainerConfigError...) and since
+    # when the pod has been trying to start it (ready to start containers, else startTime).
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    waiting_since: datetime | None = None
 
 
 class Outcome(StrEnum):
@@ -72,7 +97,11 @@ class AttemptResult:
     failed_indexes: int = 0
     total_indexes: int = 1
     timed_out: bool = False
-    reason: str | None = None  # CamelCase, when the failure has a name of its own (JobLost)
+    reason: str | None = None  # CamelCase, from kubedag.core.reasons; set on every failure
+    # The Job must be deleted (its pods cannot start and would wait forever).
+    stop_job: bool = False
+    # Look again then (a start-failure grace period running out).
+    recheck_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,9 +116,15 @@ def summarize_job(body: dict[str, Any]) -> JobSummary:
     labels = meta.get("labels") or {}
     finished = reason = message = None
     for condition in status.get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+        kind = condition.get("type")
+        if condition.get("status") != "True":
+            continue
+        # FailureTarget: the Job controller decided the Job fails and is terminating its pods
+        # (Kubernetes >= 1.31 writes Failed only after they are gone).
+        if kind in ("Complete", "Failed") or (kind == "FailureTarget" and finished is None):
             finished, reason, message = (
-                condition["type"], condition.get("reason"), condition.get("message"))
+                "Failed" if kind == "FailureTarget" else kind, condition.get("reason"),
+                condition.get("message"))
     return JobSummary(
         name=meta["name"],
         stage=labels.get(contract.LABEL_STAGE, ""),
@@ -108,13 +143,28 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     exit_code = message = reason = None
     finished = None
+    waiting_reason = waiting_message = None
     for container in status.get("containerStatuses") or []:
-        terminated = (container.get("state") or {}).get("terminated")
+        state = container.get("state") or {}
+        terminated = state.get("terminated")
         if terminated:
             exit_code = terminated.get("exitCode")
             message = terminated.get("message")
             reason = terminated.get("reason")
             finished = _parse_time(terminated.get("finishedAt"))
+        waiting = state.get("waiting")
+        if waiting and waiting.get("reason") and waiting_reason not in START_FAILURES:
+            waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
+    disruption, disruption_message = status.get("reason"), status.get("message")
+    ready_to_start = None
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "DisruptionTarget":
+            disruption = condition.get("reason") or "DisruptionTarget"
+            disruption_message = condition.get("message")
+        elif condition.get("type") == "PodReadyToStartContainers":
+            ready_to_start = _parse_time(condition.get("lastTransitionTime"))
     progress = progress_message = None
     raw_progress = annotations.get(contract.ANNOTATION_PROGRESS)
     if raw_progress:
@@ -139,6 +189,13 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
         finished=finished,
         progress=progress,
         progress_message=progress_message,
+        deleting=bool(meta.get("deletionTimestamp")),
+        disruption=disruption,
+        disruption_message=disruption_message,
+        waiting_reason=waiting_reason,
+        waiting_message=waiting_message,
+        waiting_since=(ready_to_start or _parse_time(status.get("startTime"))
+                       or _parse_time(meta.get("creationTimestamp"))) if waiting_reason else None,
     )
 
 
@@ -167,26 +224,52 @@ def parse_termination_message(text: str | None) -> tuple[dict[str, Any] | None,
     )
 
 
-def attempt_outcome(job: JobSummary | None, pods: list[PodSummary]) -> AttemptResult:
-    """Fold one attempt's Job and pods into a verdict, trusting pods first (they are faster)."""
+def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
+                    now: datetime | None = None,
+                    start_grace: timedelta | None = None) -> AttemptResult:
+    """Fold one attempt's Job and pods into a verdict, trusting pods first (they are faster).
+
+    Every failure carries a reason from kubedag.core.reasons. With ``now`` and ``start_grace``,
+    a pod whose container cannot start (image pull, configuration error) fails the attempt
+    once it has tried for ``start_grace``; until then the attempt is Running with the
+    kubelet's message.
+    """
     total = job.completions if job else 1
     succeeded = {p.index if p.index is not None else 0: p for p in pods if p.phase == "Succeeded"}
-    failed = [p for p in pods if p.phase == "Failed"]
+    # A pod that failed while being deleted was killed (Job deadline, pod deleted): the Job's
+    # verdict says why. One evicted or preempted is lost, whatever its exit code says.
+    lost = [p for p in pods if p.phase != "Succeeded" and p.disruption is not None
+            and (p.phase == "Failed" or p.deleting)]
+    failed = [p for p in pods if p.phase == "Failed" and not p.deleting and p not in lost]
     progress_values = [p.progress for p in pods if p.progress is not None]
     progress = sum(progress_values) / total if progress_values and total else None
+    ok = len(succeeded)
+    if job is not None and job.finished == "Failed" and job.reason == "DeadlineExceeded":
+        return AttemptResult(
+            Outcome.FAILED, message=f"stage timed out ({job.message or job.reason})",
+            timed_out=True, reason=reasons.DEADLINE_EXCEEDED, succeeded_indexes=ok,
+            total_indexes=total)
     if failed:
         pod = failed[0]
         outputs, usage, error = parse_termination_message(pod.termination_message)
+        if pod.exit_code is None:
+            reason = reasons.POD_LOST
+            text = (f"pod {pod.name} failed without an exit code"
+                    f"{_why(pod.disruption, pod.disruption_message)}")
+        else:
+            reason = (reasons.OOM_KILLED if pod.terminated_reason == "OOMKilled"
+                      else reasons.EXIT_CODE)
+            text = error or f"exit code {pod.exit_code} ({pod.terminated_reason or 'Error'})"
         return AttemptResult(
-            Outcome.FAILED,
-            exit_code=pod.exit_code,
-            message=error or f"exit code {pod.exit_code} ({pod.terminated_reason or 'Error'})",
-            usage=usage,
-            finished=pod.finished,
-            succeeded_indexes=len(succeeded),
-            failed_indexes=len(failed),
-            total_indexes=total,
-        )
+            Outcome.FAILED, exit_code=pod.exit_code, message=text, usage=usage,
+            finished=pod.finished, failed_indexes=len(failed), reason=reason,
+            succeeded_indexes=ok, total_indexes=total)
+    if lost:
+        pod = lost[0]
+        return AttemptResult(
+            Outcome.FAILED, reason=reasons.POD_LOST, failed_indexes=len(lost),
+            message=f"pod {pod.name} was lost{_why(pod.disruption, pod.disruption_message)}",
+            succeeded_indexes=ok, total_indexes=total)
     if len(succeeded) >= total:
         outputs, usage, _ = _merge_index_reports(succeeded, total)
         last = max((p.finished for p in succeeded.values() if p.finished), default=None)
@@ -195,21 +278,47 @@ def attempt_outcome(job: JobSummary | None, pods: list[PodSummary]) -> AttemptRe
             finished=last, succeeded_indexes=len(succeeded), total_indexes=total,
         )
     if job is not None and job.finished == "Failed":
-        timed_out = job.reason == "DeadlineExceeded"
+        if job.reason == "BackoffLimitExceeded":
+            # The Job counts a pod that vanished before it ended as failed; one that failed by
+            # itself was seen above. So: the pod was deleted (or its node lost).
+            return AttemptResult(
+                Outcome.FAILED, reason=reasons.POD_LOST,
+                message=f"the stage's pod was deleted before it finished (Job: {job.reason})",
+                succeeded_indexes=ok, total_indexes=total)
         return AttemptResult(
-            Outcome.FAILED,
-            message=(f"stage timed out ({job.message or job.reason})" if timed_out
-                     else f"Job failed: {job.reason}: {job.message or ''}".strip()),
-            timed_out=timed_out,
-            succeeded_indexes=len(succeeded),
-            total_indexes=total,
-        )
+            Outcome.FAILED, reason=reasons.JOB_FAILED,
+            message=f"Job failed: {job.reason}: {job.message or ''}".strip().rstrip(":"),
+            succeeded_indexes=ok, total_indexes=total)
     if job is not None and job.finished == "Complete":
         # Pods already garbage-collected: the Job's word is all there is (no outputs).
         return AttemptResult(Outcome.SUCCEEDED, exit_code=0, progress=1.0,
                              succeeded_indexes=total, total_indexes=total)
-    return AttemptResult(Outcome.RUNNING, progress=progress,
-                         succeeded_indexes=len(succeeded), total_indexes=total)
+    stuck = [p for p in pods if p.waiting_reason in START_FAILURES and not p.deleting]
+    if not stuck:
+        return AttemptResult(Outcome.RUNNING, progress=progress, succeeded_indexes=ok,
+                             total_indexes=total)
+    pod = stuck[0]
+    if now is not None:
+        pod = min(stuck, key=lambda p: p.waiting_since or now)
+    text = (f"{pod.waiting_reason}: {pod.waiting_message}" if pod.waiting_message
+            else str(pod.waiting_reason))
+    deadline = None
+    if now is not None and start_grace is not None:
+        deadline = (pod.waiting_since or now) + start_grace
+        if now >= deadline:
+            return AttemptResult(
+                Outcome.FAILED, reason=START_FAILURES[str(pod.waiting_reason)],
+                message=f"{text} (container not started after "
+                f"{int(start_grace.total_seconds())} s)",
+                stop_job=True, succeeded_indexes=ok, total_indexes=total)
+    return AttemptResult(Outcome.RUNNING, progress=progress, message=text, recheck_at=deadline,
+                         succeeded_indexes=ok, total_indexes=total)
+
+
+def _why(reason: str | None, message: str | None) -> str:
+    if reason and message:
+        return f" ({reason}: {message})"
+    return f" ({reason or message})" if reason or message else ""
 
 
 MAX_FANOUT_OUTPUT_BYTES = 16 * 1024

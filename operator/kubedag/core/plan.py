@@ -48,6 +48,8 @@ def short_list(names: Sequence[str], limit: int = 10) -> str:
 @dataclass
 class Plan:
     status: PipelineRunStatus
+    # The run's workspace PersistentVolumeClaim, created before any Job (AlreadyExists is fine).
+    create_claim: dict[str, Any] | None = None
     create_jobs: list[dict[str, Any]] = field(default_factory=list)
     delete_jobs: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

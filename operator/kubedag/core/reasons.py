@@ -13,6 +13,7 @@ FAILED: Final = "Failed"
 STAGE_FAILED: Final = "StageFailed"
 CANCELLED: Final = "Cancelled"
 RUN_TIMEOUT: Final = "RunTimeout"
+WORKSPACE_FAILED: Final = "WorkspaceFailed"  # the API server refused the workspace's claim
 INVALID_PIPELINE: Final = "InvalidPipeline"
 PIPELINE_NOT_FOUND: Final = "PipelineNotFound"
 DRY_RUN_SUCCEEDED: Final = "DryRunSucceeded"
@@ -29,8 +30,30 @@ STAGE_REUSED: Final = "StageReused"
 WHEN_FALSE: Final = "WhenFalse"
 UPSTREAM_FAILED: Final = "UpstreamFailed"
 UPSTREAM_SKIPPED: Final = "UpstreamSkipped"
-RUN_STOPPED: Final = "RunStopped"
-JOB_LOST: Final = "JobLost"
+
+# Why a stage failed: its checkpoint's `reason`, the `reason` label of
+# kubedag_stage_failures_total, and named in its StageFailed / StageRetrying Event.
+EXIT_CODE: Final = "ExitCode"  # the container exited non-zero (checkpoint.exitCode has the code)
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"  # the stage's timeoutSeconds passed
+OOM_KILLED: Final = "OOMKilled"  # the container went over its memory limit
+IMAGE_PULL_FAILED: Final = "ImagePullFailed"  # ErrImagePull, ImagePullBackOff, InvalidImageName
+CONTAINER_CONFIG_ERROR: Final = "ContainerConfigError"  # CreateContainer(Config)Error
+POD_LOST: Final = "PodLost"  # the pod was deleted, evicted or preempted before it finished
+JOB_LOST: Final = "JobLost"  # the Job vanished
+JOB_FAILED: Final = "JobFailed"  # the Job controller failed the Job for another reason
+JOB_REJECTED: Final = "JobRejected"  # the API server refused to create the Job
+OUTPUT_TOO_LARGE: Final = "OutputTooLarge"  # outputs over the stage's share of the status
+INVALID_REFERENCE: Final = "InvalidReference"  # a $(...) or itemsFrom that does not resolve
+WHEN_EVALUATION_FAILED: Final = "WhenEvaluationFailed"  # the `when` expression raised an error
+# Failures of this kind are not retried: the same spec fails the same way.
+NOT_RETRIED: Final = frozenset({IMAGE_PULL_FAILED, CONTAINER_CONFIG_ERROR, JOB_REJECTED,
+                                OUTPUT_TOO_LARGE, INVALID_REFERENCE, WHEN_EVALUATION_FAILED})
+
+# Why a stage ended without finishing by itself: the run ended first. Stages that never
+# started are Skipped, stages that were running are Cancelled, with the same reason.
+RUN_FAILED: Final = "RunFailed"  # a critical stage failed
+RUN_CANCELLED: Final = "RunCancelled"  # spec.cancel
+RUN_TIMED_OUT: Final = "RunTimedOut"  # the run's timeoutSeconds passed
 
 # Condition types besides Succeeded
 CONDITION_DEGRADED: Final = "Degraded"

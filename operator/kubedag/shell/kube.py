@@ -97,7 +97,28 @@ class Kube:
             raise
         return None
 
+    async def create_claim(self, manifest: dict[str, Any], *,
+                           dry_run: bool = False) -> str | None:
+        """Create a run's workspace PersistentVolumeClaim; AlreadyExists is success (its name
+        is a function of the run's). None, or the API server's message if it refused."""
+        namespace = manifest["metadata"]["namespace"]
+        self._wrote("create", "persistentvolumeclaims")
+        try:
+            await asyncio.to_thread(
+                self._call, "POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+                body=manifest, query=[("dryRun", "All")] if dry_run else None)
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            if error.status in (400, 403, 422):
+                return _api_message(error)
+            raise
+        return None
+
     async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods: the garbage collector deletes them
+        gracefully (SIGTERM, then SIGKILL after terminationGracePeriodSeconds), so a pod
+        never outlives its Job and the caller never waits for a pod to exit."""
         self._wrote("delete", "jobs")
         try:
             await asyncio.to_thread(

@@ -38,6 +38,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kubedag.core import reasons
+
 log = logging.getLogger("kubedag.metrics")
 
 INLINE_PIPELINE = "(inline)"
@@ -63,22 +65,24 @@ def pipeline_of(body: Mapping[str, Any]) -> str:
 
 
 def failure_reason(checkpoint: Mapping[str, Any]) -> str:
-    """A bounded, CamelCase reason for a failed attempt or stage, from its checkpoint."""
+    """The bounded, CamelCase reason of a failed attempt or stage: its checkpoint's reason
+    (kubedag.core.reasons), guessed from the message only for statuses written before every
+    failure had one."""
     if checkpoint.get("reason"):
         return str(checkpoint["reason"])[:64]
     message = str(checkpoint.get("message") or "")
     if message.startswith("stage timed out") or "DeadlineExceeded" in message:
-        return "Timeout"
+        return reasons.DEADLINE_EXCEEDED
     if "OOMKilled" in message:
-        return "OOMKilled"
+        return reasons.OOM_KILLED
     if "disappeared" in message:
-        return "JobLost"
+        return reasons.JOB_LOST
     if "rejected" in message:
-        return "JobRejected"
+        return reasons.JOB_REJECTED
     if message.startswith("Job failed"):
-        return "JobFailed"
+        return reasons.JOB_FAILED
     if checkpoint.get("exitCode") not in (None, 0):
-        return "ExitCode"
+        return reasons.EXIT_CODE
     return "Other"
 
 
@@ -120,7 +124,8 @@ class Metrics:
         self.stage_failures = Counter(
             "kubedag_stage_failures_total",
             "Failed stage attempts (retried or final) and stages failed without an attempt, by "
-            "reason (ExitCode, Timeout, OOMKilled, JobLost, JobRejected, RunStopped, ...).",
+            "reason (ExitCode, DeadlineExceeded, OOMKilled, ImagePullFailed, "
+            "ContainerConfigError, PodLost, JobLost, ...: the stage checkpoint's reason).",
             ["namespace", "pipeline", "stage", "reason"], registry=r)
         self.stage_cpu = Histogram(
             "kubedag_stage_cpu_seconds",
@@ -211,7 +216,10 @@ class Metrics:
             if usage.get("peakRssBytes") is not None:
                 self.stage_memory.labels(*labels).observe(float(usage["peakRssBytes"]))
         attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
-        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Failed")
+        # Retrying -> Failed (a critical failure stops the retry) was counted when the attempt
+        # ended.
+        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Retrying",
+                                                                      "Failed")
         if attempt_failed or failed_outright:
             self.stage_failures.labels(*labels, failure_reason(new)).inc()
         if new_phase in _FINISHED_STAGE and old_phase not in _FINISHED_STAGE:

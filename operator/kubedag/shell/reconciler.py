@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +21,11 @@ from kubedag.api import (
     to_k8s,
 )
 from kubedag.core.decide import RunFacts, decide
-from kubedag.core.feedback import decide_invalid_spec, record_create_results
+from kubedag.core.feedback import (
+    decide_invalid_spec,
+    record_claim_rejected,
+    record_create_results,
+)
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job
 from kubedag.core.plan import Plan
@@ -162,6 +166,7 @@ class Reconciler:
             resume_checkpoints=self._resume_checkpoints(meta["namespace"], spec, status),
             stage_room=self.budget.room((meta["namespace"], meta["name"]),
                                         *_place_in_line(body)),
+            start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
@@ -179,8 +184,15 @@ class Reconciler:
         if plan.delete_run:
             await self.kube.delete_run(ref)
             return
+        if plan.create_claim is not None:
+            # Before any Job: a pod whose claim does not exist yet would wait for it.
+            rejected = await self.kube.create_claim(plan.create_claim, dry_run=plan.dry_run)
+            if rejected is not None:
+                record_claim_rejected(plan, rejected, now)
+                desired = to_k8s(plan.status)
         results = await self._create_jobs(ref, plan)
-        if any(message is not None for message in results.values()) or plan.dry_run:
+        if any(message is not None for message in results.values()) or (
+                plan.dry_run and plan.create_jobs):
             record_create_results(plan, results, now)
             desired = to_k8s(plan.status)
         await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from kubedag.core.decide import START_FAILURE_GRACE
 from kubedag.core.jobspec import JobSettings
 
 
@@ -21,6 +22,10 @@ class OperatorSettings:
     metrics_port: int = 8080
     # Operator-wide cap on running stages, shared by run priority (None: no cap).
     max_running_stages: int | None = None
+    # How long a stage pod may fail to start its container (ErrImagePull, ImagePullBackOff,
+    # InvalidImageName, CreateContainerConfigError, CreateContainerError) before the attempt
+    # fails (ImagePullFailed / ContainerConfigError, not retried) and its Job is deleted.
+    start_failure_grace_seconds: float = START_FAILURE_GRACE.total_seconds()
     jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
@@ -32,8 +37,12 @@ class OperatorSettings:
             api_threads=_int("KUBEDAG_API_THREADS", 32),
             metrics_port=_int("KUBEDAG_METRICS_PORT", 8080),
             max_running_stages=_int("KUBEDAG_MAX_RUNNING_STAGES", 0) or None,
+            start_failure_grace_seconds=float(os.environ.get(
+                "KUBEDAG_START_FAILURE_GRACE_SECONDS", START_FAILURE_GRACE.total_seconds())),
             jobs=JobSettings(
                 worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
                 job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),
+                termination_grace_seconds=_int("KUBEDAG_STAGE_TERMINATION_GRACE_SECONDS",
+                                               JobSettings.termination_grace_seconds),
             ),
         )

@@ -296,7 +296,7 @@ def test_critical_failure_stops_new_work_then_runs_finally_and_fails_the_run() -
     plan = decide(f, at(20))
     assert started(plan) == ["cleanup"]
     stopped = checkpoint(plan, "after-slow")
-    assert (stopped.phase, stopped.reason) == (SKIP, reasons.RUN_STOPPED)
+    assert (stopped.phase, stopped.reason) == (SKIP, reasons.RUN_FAILED)
     f = step(f, plan, now=at(30), pods=[pod("cleanup")])
     plan = decide(f, at(30))
     assert started(plan) == ["notify"]
@@ -470,7 +470,10 @@ def test_cancel_deletes_running_jobs_and_cancels() -> None:
     # c's Job is already being deleted: only b's is deleted again.
     assert plan.delete_jobs == ["run-b-1"]
     assert plan.create_jobs == []
-    assert phases(plan) == {"a": S, "b": CANC, "c": CANC, "d": CANC}
+    # Running stages are Cancelled, those that never started Skipped: the same reason.
+    assert phases(plan) == {"a": S, "b": CANC, "c": CANC, "d": SKIP}
+    assert {n: checkpoint(plan, n).reason for n in "bcd"} == dict.fromkeys(
+        "bcd", reasons.RUN_CANCELLED)
     assert plan.status.phase == RunPhase.CANCELLED
     cond = condition(plan)
     assert (cond.status, cond.reason) == (ConditionStatus.FALSE, reasons.CANCELLED)
@@ -503,8 +506,9 @@ def test_run_timeout(pipeline_timeout: int | None, run_timeout: int | None,
     cond = condition(plan)
     assert (cond.status, cond.reason) == (ConditionStatus.FALSE, reasons.RUN_TIMEOUT)
     assert str(effective) in cond.message
-    assert phases(plan) == {"a": F, "b": F}
-    assert checkpoint(plan, "a").reason == reasons.RUN_STOPPED
+    assert phases(plan) == {"a": CANC, "b": SKIP}
+    assert checkpoint(plan, "a").reason == reasons.RUN_TIMED_OUT
+    assert checkpoint(plan, "b").reason == reasons.RUN_TIMED_OUT
 
 
 # --- adoption and lost Jobs ----------------------------------------------------------------------

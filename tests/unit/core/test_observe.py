@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -238,3 +240,83 @@ def test_duplicate_pods_of_one_index_count_once() -> None:
     pods = [pod("a", index=0), pod("a", index=0)]
     result = attempt_outcome(job("a", completions=2), pods)
     assert result.outcome is Outcome.RUNNING and result.succeeded_indexes == 1
+
+
+# --- why a pod cannot start or did not finish ------------------------------------------------
+
+
+def test_summarize_pod_reads_the_waiting_container_and_since_when_it_tries() -> None:
+    body = pod_body(phase="Pending")
+    body["status"]["containerStatuses"][0]["state"] = {"waiting": {
+        "reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope:1"'}}
+    body["status"]["conditions"] = [
+        {"type": "PodReadyToStartContainers", "status": "True",
+         "lastTransitionTime": "2024-06-01T12:00:05Z"}]
+    summary = summarize_pod(body)
+    assert (summary.waiting_reason, summary.waiting_message) == (
+        "ImagePullBackOff", 'Back-off pulling image "nope:1"')
+    assert summary.waiting_since == at(5)
+    del body["status"]["conditions"]
+    assert summarize_pod(body).waiting_since == T0  # startTime
+    assert summarize_pod(pod_body(phase="Running")).waiting_since is None
+
+
+def test_summarize_pod_reads_deletion_and_disruption() -> None:
+    body = pod_body(phase="Failed", terminated={"exitCode": 137, "reason": "Error"})
+    body["metadata"]["deletionTimestamp"] = "2024-06-01T12:01:00Z"
+    body["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True",
+                                     "reason": "EvictionByEvictionAPI",
+                                     "message": "Eviction API: evicting"}]
+    summary = summarize_pod(body)
+    assert summary.deleting
+    assert (summary.disruption, summary.disruption_message) == (
+        "EvictionByEvictionAPI", "Eviction API: evicting")
+    evicted = pod_body(phase="Failed")
+    evicted["status"].update(reason="Evicted", message="The node was low on resource: memory.")
+    assert summarize_pod(evicted).disruption == "Evicted"
+    assert summarize_pod(pod_body()).disruption is None
+
+
+def test_summarize_job_failure_target_counts_as_failed() -> None:
+    summary = summarize_job(job_body([{"type": "FailureTarget", "status": "True",
+                                       "reason": "DeadlineExceeded", "message": "late"}]))
+    assert (summary.finished, summary.reason) == ("Failed", "DeadlineExceeded")
+
+
+@pytest.mark.parametrize(("pods", "job_", "outcome", "reason"), [
+    ([pod("a", phase="Failed", exit_code=2)], None, Outcome.FAILED, "ExitCode"),
+    ([replace(pod("a", phase="Failed", exit_code=137), terminated_reason="OOMKilled")], None,
+     Outcome.FAILED, "OOMKilled"),
+    ([replace(pod("a", phase="Failed"), exit_code=None)], None, Outcome.FAILED, "PodLost"),
+    ([replace(pod("a", phase="Running"), disruption="PreemptionByScheduler", deleting=True)],
+     None, Outcome.FAILED, "PodLost"),
+    # Killed while being deleted: the Job's verdict decides.
+    ([replace(pod("a", phase="Failed", exit_code=143), deleting=True)], None,
+     Outcome.RUNNING, None),
+    ([replace(pod("a", phase="Failed", exit_code=143), deleting=True)],
+     job("a", finished="Failed", reason="DeadlineExceeded"), Outcome.FAILED, "DeadlineExceeded"),
+    ([], job("a", finished="Failed", reason="BackoffLimitExceeded"), Outcome.FAILED, "PodLost"),
+    ([], job("a", finished="Failed", reason="Other"), Outcome.FAILED, "JobFailed"),
+])
+def test_every_failure_has_a_reason(pods: list[Any], job_: Any, outcome: Outcome,
+                                    reason: str | None) -> None:
+    result = attempt_outcome(job_, pods)
+    assert (result.outcome, result.reason) == (outcome, reason)
+
+
+def test_a_container_that_cannot_start_fails_only_after_the_grace_period() -> None:
+    stuck = replace(pod("a", phase="Pending"), waiting_reason="CreateContainerConfigError",
+                    waiting_message='secret "x" not found', waiting_since=at(10))
+    grace = timedelta(seconds=30)
+    waiting = attempt_outcome(None, [stuck], now=at(39), start_grace=grace)
+    assert (waiting.outcome, waiting.recheck_at, waiting.stop_job) == (
+        Outcome.RUNNING, at(40), False)
+    assert waiting.message == 'CreateContainerConfigError: secret "x" not found'
+    failed = attempt_outcome(None, [stuck], now=at(40), start_grace=grace)
+    assert (failed.outcome, failed.reason, failed.stop_job) == (
+        Outcome.FAILED, "ContainerConfigError", True)
+    # Without a clock (or for a reason that is just slow, like ContainerCreating): waiting.
+    assert attempt_outcome(None, [stuck]).outcome == Outcome.RUNNING
+    creating = replace(stuck, waiting_reason="ContainerCreating")
+    result = attempt_outcome(None, [creating], now=at(1000), start_grace=grace)
+    assert (result.outcome, result.message) == (Outcome.RUNNING, None)

@@ -104,23 +104,27 @@ def test_a_retry_started_in_the_same_pass_still_ends_the_failed_attempt(metrics:
            "stages": {"a": {"phase": "Running", "attempts": 2,
                             "message": "stage timed out (DeadlineExceeded)"}}}
     metrics.record_transitions(run(old), new)
-    assert value(metrics.registry, "kubedag_stage_failures_total", reason="Timeout") == 1
+    assert value(metrics.registry, "kubedag_stage_failures_total",
+                 reason="DeadlineExceeded") == 1
     assert value(metrics.registry, "kubedag_stage_retries_total") == 1
 
 
-def test_skipped_stages_have_no_duration_and_stopped_stages_fail_with_their_reason(
+def test_skipped_stages_have_no_duration_and_stages_failed_outright_count_with_their_reason(
         metrics: Metrics) -> None:
     new = {"phase": "Failed", "startTime": "2026-01-01T00:00:00Z",
            "completionTime": "2026-01-01T00:00:10Z",
            "stages": {"b": {"phase": "Skipped", "reason": "UpstreamFailed",
                             "finishTime": "2026-01-01T00:00:10Z"},
-                      "c": {"phase": "Failed", "reason": "RunStopped",
+                      "c": {"phase": "Failed", "reason": "InvalidReference",
+                            "finishTime": "2026-01-01T00:00:10Z"},
+                      "d": {"phase": "Skipped", "reason": "RunFailed",
                             "finishTime": "2026-01-01T00:00:10Z"}}}
     metrics.record_transitions(run({"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}),
                                new)
     r = metrics.registry
     assert value(r, "kubedag_stage_duration_seconds_count", stage="b") is None
-    assert value(r, "kubedag_stage_failures_total", stage="c", reason="RunStopped") == 1
+    assert value(r, "kubedag_stage_failures_total", stage="c", reason="InvalidReference") == 1
+    assert value(r, "kubedag_stage_failures_total", stage="d", reason="RunFailed") is None
     assert value(r, "kubedag_run_duration_seconds_count", outcome="Failed") == 1
 
 
@@ -143,8 +147,8 @@ def test_reconcile_and_api_writes(metrics: Metrics) -> None:
 
 
 @pytest.mark.parametrize(("checkpoint", "reason"), [
-    ({"reason": "RunStopped", "message": "run timed out"}, "RunStopped"),
-    ({"message": "stage timed out (DeadlineExceeded)"}, "Timeout"),
+    ({"reason": "ImagePullFailed", "message": "ErrImagePull: x"}, "ImagePullFailed"),
+    ({"message": "stage timed out (DeadlineExceeded)"}, "DeadlineExceeded"),
     ({"message": "exit code 137 (OOMKilled)", "exitCode": 137}, "OOMKilled"),
     ({"message": "Job kubedag-x disappeared"}, "JobLost"),
     ({"message": "the API server rejected the stage's Job: quota"}, "JobRejected"),
@@ -212,3 +216,20 @@ def test_the_operator_registry_has_process_metrics() -> None:
     text = generate_latest(new_registry()).decode()
     assert "process_cpu_seconds_total" in text or "python_info" in text
     assert "python_gc_objects_collected_total" in text
+
+
+@pytest.mark.parametrize(("old_phase", "new_phase", "counted"), [
+    ("Running", "Retrying", 1),  # an attempt failed
+    ("Retrying", "Failed", 0),  # not retried after all: that attempt was counted already
+    ("Running", "Cancelled", 0),  # stopped by the run's end: not a failure of the stage
+    ("Pending", "Failed", 1),  # failed without an attempt (InvalidReference...)
+])
+def test_each_failure_is_counted_once(metrics: Metrics, old_phase: str, new_phase: str,
+                                      counted: int) -> None:
+    old = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "stages": {"a": {"phase": old_phase, "attempts": 1}}}
+    new = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "stages": {"a": {"phase": new_phase, "attempts": 1, "reason": "ExitCode"}}}
+    metrics.record_transitions(run(old), new)
+    assert (value(metrics.registry, "kubedag_stage_failures_total", reason="ExitCode")
+            or 0) == counted
