@@ -297,6 +297,15 @@ def targets(results: list[dict[str, Any]], lifetime_peak_mib: float) -> list[str
     return out
 
 
+def _install_crds(plane: ControlPlane) -> None:
+    kubectl = str(plane.bin_dir / "kubectl")
+    subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+                   env=plane.env(), check=True, capture_output=True)
+    subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s",
+                    "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io"],
+                   env=plane.env(), check=True, capture_output=True)
+
+
 def _start_real_node(plane: ControlPlane) -> RealNode:
     images = ensure_images()
     return start_real_node(plane, [Path(image.archive) for image in images.images])
@@ -327,12 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     node: RealNode | None = None
     results: list[dict[str, Any]] = []
     try:
-        kubectl = str(plane.bin_dir / "kubectl")
-        subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
-                       env=plane.env(), check=True, capture_output=True)
-        subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s",
-                        "crd/pipelines.kubedag.io", "crd/pipelineruns.kubedag.io"],
-                       env=plane.env(), check=True, capture_output=True)
+        _install_crds(plane)
         operator = Operator(plane)
         bench = Bench(plane, operator, args)
         if args.real_node:

@@ -45,9 +45,7 @@ class InstalledOperator:
             "nodeSelector": placement["nodeSelector"],
             "tolerations": placement["tolerations"],
             "worker": {"image": WORKER_IMAGE, "namespaces": [WORK_NAMESPACE]},
-            "operator": {"extraEnv": [
-                {"name": "KUBEDAG_START_FAILURE_GRACE_SECONDS",
-                 "value": str(START_FAILURE_GRACE_SECONDS)}]},
+            "operator": {"startFailureGraceSeconds": START_FAILURE_GRACE_SECONDS},
             # Small enough for the test bed's node, large enough for the operator.
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                           "limits": {"memory": "512Mi"}},
