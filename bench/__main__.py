@@ -297,6 +297,20 @@ def targets(results: list[dict[str, Any]], lifetime_peak_mib: float) -> list[str
     return out
 
 
+def _measure(bench: Bench, scenario: Scenario, *, floor: bool) -> dict[str, Any]:
+    print(f"== {scenario.name}: {scenario.stages} stages in {scenario.runs} run(s)", flush=True)
+    entry: dict[str, Any] = {"name": scenario.name, "stages": scenario.stages,
+                             "runs": scenario.runs}
+    if floor:
+        entry["floor"] = bench.floor(scenario)
+        print(f"  floor   {json.dumps(entry['floor'])}", flush=True)
+    entry["kubedag"] = bench.kubedag(scenario)
+    print(f"  kubedag {json.dumps(entry['kubedag'])}", flush=True)
+    if bench.operator.process.poll() is not None:
+        raise RuntimeError(f"the operator died; log: {bench.operator.log}")
+    return entry
+
+
 def _install_crds(plane: ControlPlane) -> None:
     kubectl = str(plane.bin_dir / "kubectl")
     subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
@@ -344,18 +358,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"real node {node.name} Ready in {node.started_in_seconds} s", flush=True)
             bench.use_real_node(node.pod_placement(), WORKER_IMAGE)
         for scenario in chosen:
-            print(f"== {scenario.name}: {scenario.stages} stages in {scenario.runs} run(s)",
-                  flush=True)
-            entry: dict[str, Any] = {"name": scenario.name, "stages": scenario.stages,
-                                     "runs": scenario.runs}
-            if not args.no_floor:
-                entry["floor"] = bench.floor(scenario)
-                print(f"  floor   {json.dumps(entry['floor'])}", flush=True)
-            entry["kubedag"] = bench.kubedag(scenario)
-            print(f"  kubedag {json.dumps(entry['kubedag'])}", flush=True)
-            results.append(entry)
-            if operator.process.poll() is not None:
-                raise RuntimeError(f"the operator died; log: {operator.log}")
+            results.append(_measure(bench, scenario, floor=not args.no_floor))
         peak = bench.sampler.lifetime_peak / 2**20
         bench.sampler.stop()
     finally:
