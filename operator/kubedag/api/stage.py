@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, model_validator
 
 from kubedag.api._base import (
+    DNS1123_SUBDOMAIN,
     MAX_DESCRIPTION,
     MAX_EXPRESSION,
     MAX_SHORT_TEXT,
@@ -39,8 +40,46 @@ class StageType(StrEnum):
     AGGREGATOR = "aggregator"
 
 
+class KeySelector(ApiModel):
+    """One key of a Secret or ConfigMap in the run's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN,
+                      description="Name of the Secret or ConfigMap.")
+    key: str = Field(min_length=1, max_length=253, description="The key to read.")
+    optional: bool | None = Field(
+        default=None,
+        description="When true a missing object or key leaves the variable unset; otherwise "
+        "the stage fails with reason `ContainerConfigError` after the operator's start-failure "
+        "grace period.")
+
+
+class EnvVarSource(ApiModel):
+    """Where a variable's value comes from: exactly one of secretKeyRef or configMapKeyRef."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel_rule("has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                 "set exactly one of secretKeyRef or configMapKeyRef"),
+    ]})
+
+    secret_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a Secret (credentials stay out of the spec).")
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a ConfigMap.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("set exactly one of secretKeyRef or configMapKeyRef")
+        return self
+
+
 class EnvVar(ApiModel):
     """An environment variable of the stage's container."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel_rule("!(has(self.valueFrom) && has(self.value) && self.value != '')",
+                 "set value or valueFrom, not both"),
+    ]})
 
     name: str = Field(
         min_length=1, max_length=MAX_SHORT_TEXT, pattern=ENV_NAME, description="Variable name."
@@ -51,6 +90,17 @@ class EnvVar(ApiModel):
         description="Value; `$(params.<name>)` and `$(stages.<stage>.outputs.<key>)` are "
         "substituted before the Job is created.",
     )
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Read the value from a Secret or ConfigMap key when the pod starts "
+        "(instead of value).",
+    )
+
+    @model_validator(mode="after")
+    def _value_or_source(self) -> EnvVar:
+        if self.value_from is not None and self.value:
+            raise ValueError("set value or valueFrom, not both")
+        return self
 
 
 class FanOut(ApiModel):

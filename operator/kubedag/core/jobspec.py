@@ -236,7 +236,11 @@ def _environment(
                     "value": json.dumps(items, separators=(",", ":"))})
         env.append({"name": contract.ENV_FANOUT_BATCH_SIZE, "value": str(stage.fan_out.batch_size)})
     for var in stage.env or []:
-        env.append({"name": var.name, "value": substitute(var.value, params, outputs)})
+        if var.value_from is not None:
+            env.append({"name": var.name, "valueFrom": var.value_from.model_dump(
+                mode="json", by_alias=True, exclude_none=True)})
+        else:
+            env.append({"name": var.name, "value": substitute(var.value, params, outputs)})
     return env
 
 
