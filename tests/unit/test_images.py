@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,34 @@ def test_unreadable_built_json_means_rebuild(tmp_path: Path, text: str) -> None:
 def test_pause_source_reaps_and_exits_on_signals() -> None:
     assert "waitpid(-1" in images.PAUSE_C and "SIGTERM" in images.PAUSE_C
     assert re.search(r"for \(;;\) pause\(\);", images.PAUSE_C)
+
+
+def _docker_archive(path: Path, layer: bytes) -> None:
+    """A one-layer docker-archive as skopeo writes it (the layer.tar is a link to the blob)."""
+    with tarfile.open(path, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("abc.tar", layer)
+        link = tarfile.TarInfo("d1/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../abc.tar"
+        tar.addfile(link)
+        add("cfg.json", json.dumps({"config": {"User": "10001:10001"}}).encode())
+        add("manifest.json", json.dumps(
+            [{"Config": "cfg.json", "RepoTags": ["x:1"], "Layers": ["d1/layer.tar"]}]).encode())
+
+
+def test_archive_sizes_and_config(tmp_path: Path) -> None:
+    archive = tmp_path / "x.tar"
+    layer = b"a" * 100_000
+    _docker_archive(archive, layer)
+    known: dict[str, int] = {}
+    compressed, uncompressed, config = images.archive_facts(archive, known)
+    assert uncompressed == len(layer)
+    assert 0 < compressed < 1000  # gzip of a run of one byte
+    assert config["config"]["User"] == "10001:10001"
+    assert known == {"d1/layer.tar": compressed}
+    known["d1/layer.tar"] = 7  # a known layer is not compressed again
+    assert images.archive_facts(archive, known)[:2] == (7, len(layer))

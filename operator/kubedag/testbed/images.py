@@ -375,29 +375,45 @@ def _commit_scratch(buildah: Buildah, ref: str, copies: Sequence[tuple[Path, str
 
 # --- archives ----------------------------------------------------------------------------------
 
-def archive_facts(archive: Path) -> tuple[int, int, dict[str, Any]]:
-    """(gzip bytes of the layers, uncompressed bytes of the layers, image config)."""
+def archive_facts(archive: Path, known: dict[str, int] | None = None
+                  ) -> tuple[int, int, dict[str, Any]]:
+    """(gzip bytes of the layers, uncompressed bytes of the layers, image config).
+
+    ``known`` maps a layer's name in the archive (its sha256) to its gzip size; layers found
+    there are not compressed again, and new ones are added.
+    """
+    known = {} if known is None else known
     compressed = uncompressed = 0
     with tarfile.open(archive) as tar:
         manifest = json.load(_member(tar, "manifest.json"))[0]
         config: dict[str, Any] = json.load(_member(tar, manifest["Config"]))
         for layer in manifest["Layers"]:
+            if layer in known:
+                uncompressed += _info(tar, layer).size
+                compressed += known[layer]
+                continue
             stream = _member(tar, layer)
             gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # what a registry stores
+            size = 0
             while chunk := stream.read(1 << 20):
                 uncompressed += len(chunk)
-                compressed += len(gzip.compress(chunk))
-            compressed += len(gzip.flush())
+                size += len(gzip.compress(chunk))
+            known[layer] = size + len(gzip.flush())
+            compressed += known[layer]
     return compressed, uncompressed, config
 
 
-def _member(tar: tarfile.TarFile, name: str) -> Any:
+def _info(tar: tarfile.TarFile, name: str) -> tarfile.TarInfo:
     member = tar.getmember(name)
     while member.issym() or member.islnk():  # docker-archive links layer.tar to the blob
         target = member.linkname if member.islnk() else os.path.normpath(
             os.path.join(os.path.dirname(member.name), member.linkname))
         member = tar.getmember(target)
-    stream = tar.extractfile(member)
+    return member
+
+
+def _member(tar: tarfile.TarFile, name: str) -> Any:
+    stream = tar.extractfile(_info(tar, name))
     if stream is None:
         raise ValueError(f"{name} is not a file in the archive")
     return stream
@@ -431,6 +447,11 @@ def ensure_images(repo: Path = REPO, *, force: bool = False) -> BuiltImages:
         results: list[BuiltImage] = []
         buildah = Buildah(cache)
         base: str | None = None
+        sizes_file = cache / "layer-gzip-sizes.json"
+        try:
+            layer_sizes: dict[str, int] = json.loads(sizes_file.read_text())
+        except (OSError, ValueError):
+            layer_sizes = {}
         for spec in IMAGES:
             old = kept.get(spec.name)
             if (not force and old is not None and old.inputs_hash == hashes[spec.name]
@@ -448,7 +469,7 @@ def ensure_images(repo: Path = REPO, *, force: bool = False) -> BuiltImages:
                 build_busybox(buildah)
             archive = cache / f"{spec.name}.tar"
             buildah.export(spec.ref, archive)
-            compressed, uncompressed, config = archive_facts(archive)
+            compressed, uncompressed, config = archive_facts(archive, layer_sizes)
             settings = config.get("config") or {}
             results.append(BuiltImage(
                 spec.name, spec.ref, str(archive), compressed, uncompressed,
@@ -460,6 +481,7 @@ def ensure_images(repo: Path = REPO, *, force: bool = False) -> BuiltImages:
             subprocess.run(["buildah", "--root", str(buildah.root), "--runroot",
                             str(buildah.runroot), "--storage-driver", buildah.driver, "rmi",
                             "--prune"], check=False, capture_output=True)
+        sizes_file.write_text(json.dumps(layer_sizes))
         total = hashlib.sha256("".join(hashes[s.name] for s in IMAGES).encode()).hexdigest()
         built = BuiltImages(total, tuple(results))
         partial = result_path().with_suffix(".json.partial")
