@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: help venv cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
+.PHONY: help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ venv: $(STAMP) ## Create .venv with kubedag and its test/dev tools
 cluster-bin: ## Build the pinned control-plane binaries into ~/.cache/kubedag (minutes cold, instant warm)
 	hack/build-cluster-bin.sh
 
+images: venv ## Build the worker, operator and test-bed images with buildah (~/.cache/kubedag/images; warm: seconds)
+	$(PY) -m kubedag.testbed.images ensure
+
 cluster-up: venv cluster-bin ## Start a local control plane in the background (kubeconfig in .testbed/)
 	$(BIN)/kubedag-testbed up --state-dir $(TESTBED_STATE)
 
@@ -38,11 +41,11 @@ test-unit: venv ## Unit tests (no API server)
 test-integration: venv cluster-bin prometheus ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
 	$(BIN)/pytest tests/integration
 
-test: venv cluster-bin prometheus ## The whole suite: lint, types, unit and integration tests
+test: venv cluster-bin prometheus images ## The whole suite: lint, types, unit and integration tests
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests
 
-demo: venv cluster-bin ## Local control plane + operator + an example document PipelineRun, shown to the end
+demo: venv cluster-bin images ## Local control plane + operator + an example document PipelineRun, shown to the end
 	$(PY) hack/demo.py
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
