@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
+.PHONY: host-packages bench-real help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,7 +26,10 @@ venv: $(STAMP) ## Create .venv with kubedag and its test/dev tools
 cluster-bin: ## Build the pinned control-plane binaries into ~/.cache/kubedag (minutes cold, instant warm)
 	hack/build-cluster-bin.sh
 
-images: venv ## Build the worker, operator and test-bed images with buildah (~/.cache/kubedag/images; warm: seconds)
+host-packages: ## Install the Debian packages the real node and the image build need, if missing
+	hack/ensure-host-packages.sh
+
+images: venv host-packages ## Build the worker, operator and test-bed images with buildah (~/.cache/kubedag/images; warm: seconds)
 	$(PY) -m kubedag.testbed.images ensure
 
 cluster-up: venv cluster-bin ## Start a local control plane in the background (kubeconfig in .testbed/)
@@ -41,11 +44,11 @@ test-unit: venv ## Unit tests (no API server)
 test-integration: venv cluster-bin prometheus ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
 	$(BIN)/pytest tests/integration
 
-test: venv cluster-bin prometheus images ## The whole suite: lint, types, unit and integration tests
+test: venv cluster-bin prometheus host-packages images ## The whole suite: lint, types, unit and integration tests
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests
 
-demo: venv cluster-bin images ## Local control plane + operator + an example document PipelineRun, shown to the end
+demo: venv cluster-bin ## The document pipeline end to end: real containers on a real node where possible (Linux, root), else kwok
 	$(PY) hack/demo.py
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
@@ -57,6 +60,9 @@ dashboards: venv ## Regenerate the Grafana dashboards shipped in the chart
 
 bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench/results/<time>.json)
 	$(PY) -m bench
+
+bench-real: venv cluster-bin host-packages images ## The chain scenario on real containers on the test bed's real node
+	$(PY) -m bench --real-node
 
 prometheus: ## Install prometheus + promtool (Debian package) if missing: the metrics tests need them
 	hack/ensure-prometheus.sh
