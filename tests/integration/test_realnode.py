@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import processes
 from kubedag.testbed.realnode import (
@@ -57,9 +58,16 @@ def test_real_node_joins_labelled_and_tainted_and_kwok_leaves_it_alone(
                                                                      "NoSchedule")]
     assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {})
     assert node.status.node_info.container_runtime_version.startswith("containerd://")
-    lease = k8s.CoordinationV1Api(cluster.api_client).read_namespaced_lease(
-        real_node.name, "kube-node-lease")
-    assert lease.spec.holder_identity == real_node.name
+    leases = k8s.CoordinationV1Api(cluster.api_client)
+
+    def holder() -> str | None:
+        try:
+            lease = leases.read_namespaced_lease(real_node.name, "kube-node-lease")
+        except ApiException:
+            return None
+        return str(lease.spec.holder_identity)
+    # The kubelet holds its node's lease (kwok, which manages only annotated nodes, never does).
+    assert wait_for(holder, timeout=30, what="the real node's lease") == real_node.name
 
 
 def test_a_real_container_exits_with_its_code_message_and_logs(
