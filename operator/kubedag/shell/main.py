@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 
 import kopf
 
@@ -32,7 +34,18 @@ def main(argv: list[str] | None = None) -> None:
         standalone=args.peering is None,
         peering_name=args.peering,
         liveness_endpoint=args.liveness or None,
+        identity=operator_identity(),
     )
+
+
+def operator_identity() -> str:
+    """Who this replica is to its peers: the pod's name (the hostname) and pid.
+
+    kopf's own default asks the user database for the uid's name, and a container running as
+    an arbitrary numeric uid (the chart's runAsUser, OpenShift's random uids) has none: kopf
+    then dies at start with `getpwuid(): uid not found`.
+    """
+    return f"kubedag@{socket.gethostname()}/{os.getpid()}"
 
 
 if __name__ == "__main__":
