@@ -20,18 +20,22 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_operator import (
     SYSTEM_NAMESPACE,
     WORK_NAMESPACE,
+    WORKER_IMAGE,
     WORKER_SERVICE_ACCOUNT,
     InstalledOperator,
     real_pipeline,
 )
 from tests.integration.realnode_support import RealNodeHandle
-from tests.integration.runs import FINISHED, create_run, get_run, patch_run
+from tests.integration.runs import FINISHED, create_run, event_messages, get_run, patch_run
 from tests.integration.support import Cluster, wait_for
 from tests.unit.worker.test_documents_pipeline import EXPECTED_TEXT
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = REPO / "examples" / "documents"
 MIB = 2**20
+# A claim per run from the default StorageClass (the test bed's local-path provisioner).
+SMALL_WORKSPACE = {"volumeClaimTemplate": {"spec": {
+    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}}
 
 
 def run_name(prefix: str) -> str:
@@ -62,16 +66,15 @@ def pods_of(cluster: Cluster, run: str, stage: str | None = None) -> list[k8s.V1
     return pods
 
 
-def events_for(cluster: Cluster, name: str) -> list[k8s.CoreV1Event]:
-    events: list[k8s.CoreV1Event] = cluster.core.list_namespaced_event(
-        WORK_NAMESPACE, field_selector=f"involvedObject.name={name}").items
-    return events
-
-
 def worker_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
     """A stage running a shell command through the worker (so usage and outputs are reported)."""
-    return {"name": name, "command": ["kubedag-worker", "run", "--", "sh", "-c", script],
-            **fields}
+    return {"name": name, "image": WORKER_IMAGE,
+            "command": ["kubedag-worker", "run", "--", "sh", "-c", script], **fields}
+
+
+def command_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
+    """A stage running a plain shell command in the worker image (no worker around it)."""
+    return {"name": name, "image": WORKER_IMAGE, "command": ["sh", "-c", script], **fields}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +162,7 @@ def test_document_pipeline_in_real_pods_through_an_existing_claim(
     run = wait_for(done, timeout=240, what="the document pipeline")
     wall = time.monotonic() - began
     print(f"\ndocument pipeline on the real node: {wall:.1f} s")
-    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"]["stages"], indent=1)
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
 
     # Counted here, independently of the processors: words and chunk windows of each text.
     words = sum(len(text.split()) for text in EXPECTED_TEXT.values())
@@ -191,22 +194,22 @@ def test_a_volume_claim_template_gives_each_run_its_own_claim_shared_by_fan_out(
         cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
     name = start(cluster, run_name("ws"), {
         "pipelineSpec": real_pipeline(real_node, [
-            {"name": "write", "command": ["sh", "-c",
-                                          "mkdir -p /workspace/in && for i in 1 2 3 4; do "
-                                          "echo item-$i > /workspace/in/$i; done"]},
-            {"name": "read", "dependsOn": ["write"],
-             "fanOut": {"items": ["1", "2", "3", "4"], "batchSize": 1, "parallelism": 4},
-             "command": ["sh", "-c", "grep -q item- /workspace/in/$((JOB_COMPLETION_INDEX + 1))"
-                         " && echo seen > /workspace/seen-$JOB_COMPLETION_INDEX"]},
-            {"name": "count", "dependsOn": ["read"],
-             "command": ["sh", "-c", "test $(ls /workspace/seen-* | wc -l) = 4"]},
+            command_stage("write", "mkdir -p /workspace/in && for i in 1 2 3 4; do "
+                          "echo item-$i > /workspace/in/$i; done"),
+            command_stage("read", "grep -q item- /workspace/in/$$((JOB_COMPLETION_INDEX + 1))"
+                          " && echo seen > /workspace/seen-$JOB_COMPLETION_INDEX",
+                          dependsOn=["write"],
+                          fanOut={"items": ["1", "2", "3", "4"], "batchSize": 1,
+                                  "parallelism": 4}),
+            command_stage("count", "test $$(ls /workspace/seen-* | wc -l) = 4",
+                          dependsOn=["read"]),
         ]),
         "workspace": {"volumeClaimTemplate": {"spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": "64Mi"}}}}},
     })
     run = finish(cluster, name)
-    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"]["stages"], indent=1)
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
     claims = cluster.core.list_namespaced_persistent_volume_claim(WORK_NAMESPACE).items
     mine = [c for c in claims if any(o.uid == run["metadata"]["uid"]
                                      for o in c.metadata.owner_references or [])]
@@ -256,7 +259,7 @@ def test_exit_codes_retryable_then_permanent(
                      retry={"limit": 2, "initialDelaySeconds": 1}),
         worker_stage("permanent", "echo bad input >&2; exit 65", dependsOn=["flaky"],
                      retry={"limit": 2, "initialDelaySeconds": 1}),
-    ])})
+    ]), "workspace": SMALL_WORKSPACE})
     run = finish(cluster, name)
     assert stage_of(run, "flaky")["phase"] == "Succeeded"
     assert stage_of(run, "flaky")["attempts"] == 2
@@ -265,8 +268,9 @@ def test_exit_codes_retryable_then_permanent(
     assert permanent["reason"] == "ExitCode" and permanent["exitCode"] == 65
     assert run["status"]["phase"] == "Failed"
     assert _failure_metric(installed, "ExitCode") >= 1
-    assert any(e.type == "Warning" and "permanent" in (e.message or "")
-               for e in events_for(cluster, name)), [e.message for e in events_for(cluster, name)]
+    wait_for(lambda: any("(ExitCode)" in m for m in event_messages(
+        cluster, WORK_NAMESPACE, name, "StageFailed")), timeout=30,
+        what="a StageFailed Event naming ExitCode")
 
 
 def test_a_processor_over_its_memory_limit_is_oom_killed(
@@ -306,8 +310,9 @@ def test_a_missing_image_fails_after_the_grace_period(
 def test_a_missing_secret_is_a_container_config_error(
         cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
     name = start(cluster, run_name("nosecret"), {"pipelineSpec": real_pipeline(real_node, [
-        {"name": "needs-secret", "command": ["true"],
-         "envFrom": [{"secretRef": {"name": "no-such-secret"}}]},
+        command_stage("needs-secret", "true", env=[
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "no-such-secret",
+                                                            "key": "token"}}}]),
     ])})
     run = finish(cluster, name, timeout=120)
     stage = _failed(run, "needs-secret")
@@ -321,8 +326,7 @@ def test_a_pod_deleted_mid_stage_is_retried(
         worker_stage("victim", "if [ -f /workspace/again ]; then exit 0; fi; "
                      "touch /workspace/again; sleep 300",
                      retry={"limit": 1, "initialDelaySeconds": 1}),
-    ]), "workspace": {"volumeClaimTemplate": {"spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}}})
+    ]), "workspace": SMALL_WORKSPACE})
 
     def running_pod() -> k8s.V1Pod | None:
         pods = [p for p in pods_of(cluster, name, "victim") if p.status.phase == "Running"]
@@ -333,9 +337,9 @@ def test_a_pod_deleted_mid_stage_is_retried(
     run = finish(cluster, name)
     victim = stage_of(run, "victim")
     assert victim["phase"] == "Succeeded" and victim["attempts"] == 2, victim
-    assert any("PodLost" in (e.reason or "") + (e.message or "")
-               for e in events_for(cluster, name)), [(e.reason, e.message)
-                                                     for e in events_for(cluster, name)]
+    wait_for(lambda: any("PodLost" in m for m in event_messages(
+        cluster, WORK_NAMESPACE, name, "StageRetrying")), timeout=30,
+        what="a StageRetrying Event naming PodLost")
 
 
 def test_cancel_sends_sigterm_and_the_worker_exits_within_its_grace(
@@ -413,7 +417,8 @@ def test_stage_pods_pass_restricted_and_may_patch_only_their_own_progress(
                                  "securityContext": {"allowPrivilegeEscalation": False,
                                                      "capabilities": {"drop": ["ALL"]}}}]}})
     name = start(cluster, run_name("probe"), {"pipelineSpec": real_pipeline(real_node, [
-        {"name": "probe", "command": ["python3", "-c", PATCH_PROBE, target]},
+        {"name": "probe", "image": WORKER_IMAGE,
+         "command": ["python3", "-c", PATCH_PROBE, target]},
     ])})
     run = finish(cluster, name)
     assert run["status"]["phase"] == "Succeeded", run["status"]

@@ -190,7 +190,8 @@ class _ReferenceContext:
                 FieldError(
                     f"{where}.{field}",
                     f"{bad} is not a reference: use $(params.<name>) or "
-                    "$(stages.<stage>.outputs.<key>)",
+                    "$(stages.<stage>.outputs.<key>), or write $$( for a literal $( "
+                    "(a shell's command substitution)",
                 )
                 for bad in malformed
             ]

@@ -199,7 +199,9 @@ def _selector(kind: str, selector: Any) -> str | None:
 
 # --- $(...) references in command, args, env -----------------------------------------------
 
-SUBSTITUTION = re.compile(r"\$\(([^)]*)\)")
+# `$$(` is an escape, as in Kubernetes' own $(VAR) expansion of command, args and env: kubedag
+# leaves it alone and the kubelet turns it into a literal `$(` (a shell's `$(cmd)` or `$((n+1))`).
+SUBSTITUTION = re.compile(r"(?<!\$)\$\(([^)]*)\)")
 _PARAM_REF = re.compile(r"^params\.([A-Za-z_][A-Za-z0-9_]*)$")
 _OUTPUT_REF = re.compile(
     r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z_][A-Za-z0-9_]*)$"

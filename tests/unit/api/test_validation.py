@@ -59,7 +59,8 @@ def test_all_kinds_of_errors_at_once() -> None:
         "(directly or through another stage) so its outputs exist in time",
         "spec.stages[4].when: invalid CEL expression `1 +`: 1 + ^",
         "spec.stages[4].args[1]: $(param.typo) is not a reference: use $(params.<name>) or "
-        "$(stages.<stage>.outputs.<key>)",
+        "$(stages.<stage>.outputs.<key>), or write $$( for a literal $( (a shell's command "
+        "substitution)",
         "spec.stages[5].fanOut.itemsFrom: param 'files' must be of type array",
     ]
 

@@ -39,7 +39,7 @@ OUTPUTS: dict[str, dict[str, Any] | None] = {
     ("$(params.)", "$(params.)"),
     ("$params.name", "$params.name"),
     ("$(stages.extract.file)", "$(stages.extract.file)"),
-    ("$$(params.n)", "$3"),
+    ("$$(params.n)", "$$(params.n)"),  # escaped, as in Kubernetes: the kubelet makes it $(
 ])
 def test_substitute(text: str, expected: str) -> None:
     assert substitute(text, PARAMS, OUTPUTS) == expected
@@ -69,3 +69,13 @@ def test_what_validation_accepts_is_what_gets_substituted() -> None:
     references, malformed = substitution_references(text)
     assert references.params == {"lang"} and malformed == ["$(param.typo)"]
     assert substitute(text, {"lang": "de"}, {}) == "--lang=de --keep=$(param.typo)"
+
+
+def test_double_dollar_escapes_a_shell_substitution() -> None:
+    """`$$(` is left for the kubelet, which turns it into `$(` (Kubernetes' own escape): a
+    shell's `$(cmd)` and `$((n + 1))` pass validation and reach the container intact."""
+    text = "test $$(ls /workspace | wc -l) = $$((N + 1)) && echo $(params.n)"
+    references, malformed = substitution_references(text)
+    assert references.params == {"n"} and malformed == []
+    assert substitute(text, {"n": 3}, {}) == (
+        "test $$(ls /workspace | wc -l) = $$((N + 1)) && echo 3")
