@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed.claims import copy_into_claim, create_claim
-from tests.integration.operator_process import OperatorProcess
+from kubedag.testbed.pki import ensure_pki
+from tests.integration.chart_support import ensure_prometheus
+from tests.integration.operator_process import OperatorProcess, free_port
 from tests.integration.realnode_operator import (
+    FULLNAME,
     SYSTEM_NAMESPACE,
     WORK_NAMESPACE,
     WORKER_IMAGE,
@@ -28,6 +33,7 @@ from tests.integration.realnode_operator import (
 from tests.integration.realnode_support import RealNodeHandle
 from tests.integration.runs import FINISHED, create_run, event_messages, get_run, patch_run
 from tests.integration.support import Cluster, wait_for
+from tests.integration.test_metrics_prometheus import Prometheus, _ready
 from tests.unit.worker.test_documents_pipeline import EXPECTED_TEXT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +118,60 @@ def test_operator_runs_in_cluster_under_the_charts_account(
     with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as response:
         text = response.read().decode()
     assert "kubedag_reconcile_duration_seconds" in text
+
+
+def test_prometheus_scrapes_the_operator_through_its_service(
+        cluster: Cluster, installed: InstalledOperator, tmp_path: Path) -> None:
+    """Service discovery as a cluster's Prometheus does it: the metrics Service's endpoints
+    (the operator pod's address on the real node), found through the API server."""
+    binary, _ = ensure_prometheus()
+    pki = ensure_pki()
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    server_url = next(line.split("server:", 1)[1].strip()
+                      for line in cluster.kubeconfig.read_text().splitlines()
+                      if "server:" in line)
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{
+            "job_name": "kubedag-operator",
+            "kubernetes_sd_configs": [{
+                "role": "endpoints", "api_server": server_url,
+                "namespaces": {"names": [SYSTEM_NAMESPACE]},
+                "tls_config": {"ca_file": str(pki.ca_cert), "cert_file": str(pki.admin_cert),
+                               "key_file": str(pki.admin_key)},
+            }],
+            "relabel_configs": [
+                {"source_labels": ["__meta_kubernetes_service_name"],
+                 "regex": f"{FULLNAME}-metrics", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_endpoint_port_name"],
+                 "regex": "metrics", "action": "keep"},
+            ],
+        }],
+    }))
+    log = cluster.plane.log_dir / "prometheus-incluster.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_for(lambda: _ready(server), timeout=30, what=f"prometheus ready (log: {log})")
+
+        def scraped() -> list[dict[str, Any]] | None:
+            result: list[dict[str, Any]] = server.get(
+                "/api/v1/query", query='kubedag_reconcile_duration_seconds_count'
+                '{job="kubedag-operator"}')["data"]["result"]
+            return result or None
+        result = wait_for(scraped, timeout=60, what=f"a scrape through the Service ({log})")
+        pod = installed.pod()
+        assert result[0]["metric"]["instance"] == f"{pod.status.pod_ip}:8080"
+        up = server.get("/api/v1/query", query='up{job="kubedag-operator"}')["data"]["result"]
+        assert [r["value"][1] for r in up] == ["1"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 # --- workspaces and the document pipeline ---------------------------------------------------------
@@ -447,5 +507,3 @@ def test_reported_usage_is_real(cluster: Cluster, installed: InstalledOperator,
     peak = stage["usage"]["peakRssBytes"]
     assert abs(peak - 200 * MIB) <= 0.1 * 200 * MIB, f"peak RSS {peak / MIB:.1f} MiB"
 
-
-_ = SYSTEM_NAMESPACE
