@@ -4,7 +4,8 @@ Where the machine allows it (Linux, root), the stages run in real containers on 
 real node (kubelet + containerd), with kubedag's images built here and the documents handed from
 stage to stage through a real workspace claim; elsewhere on kwok's simulated pods. It says which.
 
-Everything it starts stops when it exits (set KUBEDAG_DEMO_KEEP=1 to keep the control plane and
+KUBEDAG_DEMO_KWOK=1 makes it use kwok even where a real node could run. Everything it starts
+stops when it exits (set KUBEDAG_DEMO_KEEP=1 to keep the control plane and
 the operator running for a look around; `make cluster-down` does not know about them, Ctrl-C
 does).
 """
@@ -39,6 +40,8 @@ NAME = "documents-demo"
 def _real_node(plane: ControlPlane) -> RealNode | None:
     """The real node with kubedag's images and a storage provisioner, or None (and why)."""
     reason = unavailable_reason(plane.bin_dir / "kubelet")
+    if os.environ.get("KUBEDAG_DEMO_KWOK"):
+        reason = "KUBEDAG_DEMO_KWOK is set"
     if reason is None:
         packages = subprocess.run(["bash", str(REPO / "hack/ensure-host-packages.sh")],
                                   check=False)
