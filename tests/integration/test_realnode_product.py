@@ -239,10 +239,12 @@ def test_document_pipeline_in_real_pods_through_an_existing_claim(
     assert stage_of(run, "extract")["fanOut"] == {"succeeded": 2, "failed": 0, "total": 2}
     # Real usage came back from real pods.
     assert stage_of(run, "validate")["usage"]["peakRssBytes"] > 5 * MIB
-    # Every stage pod ran on the real node with the claim at /workspace.
+    # Every stage pod ran on the real node with the claim at /workspace, and its worker
+    # published progress on its own pod (through the admission policy).
     pods = pods_of(cluster, name)
     assert len(pods) == 6
     for pod in pods:
+        assert "kubedag.io/progress" in (pod.metadata.annotations or {}), pod.metadata.name
         assert pod.spec.node_name == real_node.name
         mounts = {m.mount_path: m.name for m in pod.spec.containers[0].volume_mounts}
         volumes = {v.name: v for v in pod.spec.volumes}
@@ -297,6 +299,21 @@ def _failed(run: dict[str, Any], stage: str) -> dict[str, Any]:
     return checkpoint
 
 
+def _failure_reported(cluster: Cluster, installed: InstalledOperator, run: dict[str, Any],
+                      stage: str, reason: str) -> dict[str, Any]:
+    """The stage Failed with ``reason``, and said so everywhere tools look: its checkpoint, a
+    StageFailed Event naming the reason, and the failures metric under that reason."""
+    checkpoint = _failed(run, stage)
+    assert checkpoint["reason"] == reason, checkpoint
+    assert checkpoint.get("message"), checkpoint
+    name = run["metadata"]["name"]
+    wait_for(lambda: any(f"({reason})" in m for m in event_messages(
+        cluster, WORK_NAMESPACE, name, "StageFailed")), timeout=30,
+        what=f"a StageFailed Event naming {reason}")
+    assert _failure_metric(installed, reason) >= 1
+    return checkpoint
+
+
 def _failure_metric(installed: InstalledOperator, reason: str) -> float:
     import urllib.request  # noqa: PLC0415
 
@@ -323,14 +340,10 @@ def test_exit_codes_retryable_then_permanent(
     run = finish(cluster, name)
     assert stage_of(run, "flaky")["phase"] == "Succeeded"
     assert stage_of(run, "flaky")["attempts"] == 2
-    permanent = _failed(run, "permanent")
+    permanent = _failure_reported(cluster, installed, run, "permanent", "ExitCode")
     assert permanent["attempts"] == 1  # 65 is permanent: no retry
-    assert permanent["reason"] == "ExitCode" and permanent["exitCode"] == 65
+    assert permanent["exitCode"] == 65
     assert run["status"]["phase"] == "Failed"
-    assert _failure_metric(installed, "ExitCode") >= 1
-    wait_for(lambda: any("(ExitCode)" in m for m in event_messages(
-        cluster, WORK_NAMESPACE, name, "StageFailed")), timeout=30,
-        what="a StageFailed Event naming ExitCode")
 
 
 def test_a_processor_over_its_memory_limit_is_oom_killed(
@@ -340,9 +353,7 @@ def test_a_processor_over_its_memory_limit_is_oom_killed(
                      "(len(b) // 4096)'", resources={"memory": "128Mi"}),
     ])})
     run = finish(cluster, name)
-    hog = _failed(run, "hog")
-    assert hog["reason"] == "OOMKilled", hog
-    assert _failure_metric(installed, "OOMKilled") >= 1
+    _failure_reported(cluster, installed, run, "hog", "OOMKilled")
 
 
 def test_a_stage_timeout_is_deadline_exceeded(
@@ -351,8 +362,7 @@ def test_a_stage_timeout_is_deadline_exceeded(
         worker_stage("slow", "sleep 300", timeoutSeconds=3),
     ])})
     run = finish(cluster, name, timeout=90)
-    slow = _failed(run, "slow")
-    assert slow["reason"] == "DeadlineExceeded", slow
+    _failure_reported(cluster, installed, run, "slow", "DeadlineExceeded")
 
 
 def test_a_missing_image_fails_after_the_grace_period(
@@ -361,10 +371,9 @@ def test_a_missing_image_fails_after_the_grace_period(
         {"name": "ghost", "image": "kubedag.local/does-not-exist:1", "command": ["true"]},
     ])})
     run = finish(cluster, name, timeout=120)
-    ghost = _failed(run, "ghost")
-    assert ghost["reason"] == "ImagePullFailed", ghost
+    ghost = _failure_reported(cluster, installed, run, "ghost", "ImagePullFailed")
     assert "does-not-exist" in ghost["message"]
-    assert _failure_metric(installed, "ImagePullFailed") >= 1
+    assert ghost["attempts"] == 1  # not retried: the same spec would fail the same way
 
 
 def test_a_missing_secret_is_a_container_config_error(
@@ -375,8 +384,7 @@ def test_a_missing_secret_is_a_container_config_error(
                                                             "key": "token"}}}]),
     ])})
     run = finish(cluster, name, timeout=120)
-    stage = _failed(run, "needs-secret")
-    assert stage["reason"] == "ContainerConfigError", stage
+    stage = _failure_reported(cluster, installed, run, "needs-secret", "ContainerConfigError")
     assert "no-such-secret" in stage["message"]
 
 
@@ -500,7 +508,15 @@ def test_reported_usage_is_real(cluster: Cluster, installed: InstalledOperator,
     name = start(cluster, run_name("usage"), {"pipelineSpec": real_pipeline(real_node, [
         {"name": "allocate", "processor": "kubedag.worker.processors.probes:allocate",
          "resources": {"memory": "512Mi"}},
-    ], params=[{"name": "mebibytes", "type": "int", "default": 200}])})
+    ], params=[{"name": "mebibytes", "type": "int", "default": 200},
+               {"name": "holdSeconds", "type": "int", "default": 4}])})
+
+    def halfway() -> dict[str, Any] | None:
+        stages = (get_run(cluster, WORK_NAMESPACE, name).get("status") or {}).get("stages")
+        stage = (stages or {}).get("allocate") or {}
+        return stage if stage.get("progress") == 0.5 else None
+    # The worker's progress report (0.5 while it holds the memory) reaches the run's status.
+    wait_for(halfway, timeout=60, what="the worker's progress in the run's status")
     run = finish(cluster, name)
     stage = stage_of(run, "allocate")
     assert stage["phase"] == "Succeeded", stage

@@ -26,7 +26,7 @@ def allocate(context: Context) -> dict[str, Any]:
     block = bytearray(mebibytes * MIB)
     for offset in range(0, len(block), PAGE):
         block[offset] = 1
-    context.report_progress(1.0, f"holding {mebibytes} MiB")
+    context.report_progress(0.5, f"holding {mebibytes} MiB")
     time.sleep(hold)
     touched = sum(block[::PAGE])
     del block
