@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: host-packages bench-real help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards prometheus demo bench all clean
+.PHONY: host-packages bench-real help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards demo bench all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,10 +41,10 @@ cluster-down: venv ## Stop the control plane started by cluster-up
 test-unit: venv ## Unit tests (no API server)
 	$(BIN)/pytest tests/unit
 
-test-integration: venv cluster-bin prometheus ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
+test-integration: venv cluster-bin host-packages images ## Integration tests on a fresh local control plane (or KUBEDAG_KUBECONFIG)
 	$(BIN)/pytest tests/integration
 
-test: venv cluster-bin prometheus host-packages images ## The whole suite: lint, types, unit and integration tests
+test: venv cluster-bin host-packages images ## The whole suite: lint, types, unit and integration tests
 	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest tests
 
@@ -64,8 +64,6 @@ bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench
 bench-real: venv cluster-bin host-packages images ## The chain scenario on real containers on the test bed's real node
 	$(PY) -m bench --real-node
 
-prometheus: ## Install prometheus + promtool (Debian package) if missing: the metrics tests need them
-	hack/ensure-prometheus.sh
 
 lint: venv ## ruff
 	$(BIN)/ruff check operator tests bench

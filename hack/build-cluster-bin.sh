@@ -126,16 +126,47 @@ build_local_path_provisioner() {
   log "local-path-provisioner: done"
 }
 
+build_prometheus() {
+  local want="2.${PROMETHEUS_VERSION#v0.}"
+  if have prometheus && have promtool && "$bindir/prometheus" --version 2>/dev/null | grep -qF "version $want "; then
+    log "prometheus $want: cached"; return
+  fi
+  log "prometheus $want: building prometheus and promtool (about 3 min cold)"
+  # Its go.mod replaces klog, so `go install pkg@version` refuses: a wrapper module repeats the
+  # replaces (the same trick as for Kubernetes).
+  local mod="$workdir/prometheus-$PROMETHEUS_VERSION"
+  rm -rf "$mod"; mkdir -p "$mod"; cd "$mod"
+  go mod init kubedag.local/prometheus-build >/dev/null 2>&1
+  go mod edit -go=1.26.0 "-require=github.com/prometheus/prometheus@$PROMETHEUS_VERSION" \
+    -replace=k8s.io/klog=github.com/simonpasquier/klog-gokit@v0.3.0 \
+    -replace=k8s.io/klog/v2=github.com/simonpasquier/klog-gokit/v3@v3.3.0
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "github.com/prometheus/prometheus/cmd/prometheus"
+	_ "github.com/prometheus/prometheus/cmd/promtool"
+)
+GO
+  go mod tidy
+  go build -mod=mod -ldflags "-s -w -X github.com/prometheus/common/version.Version=$want" \
+    -o "$bindir/" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+  log "prometheus: done"
+}
+
 main() {
   local start=$SECONDS
   log "binaries go to $bindir"
-  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm && have local-path-provisioner; }; then
+  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm && have local-path-provisioner && have prometheus && have promtool; }; then
     check_proxy
   fi
   build_etcd
   build_kwok
   build_helm
   build_local_path_provisioner
+  build_prometheus
   build_kubernetes
   log "all binaries ready in $((SECONDS - start)) s"
   echo "$bindir"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kubedag.testbed.versions import Versions
 from tests.integration.support import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,12 +22,10 @@ def render(cluster: Cluster, release: str, namespace: str, *values: str) -> list
 
 
 def ensure_prometheus() -> tuple[str, str]:
-    """Paths of prometheus and promtool, installing them if missing; fails (never skips)."""
-    result = subprocess.run(["bash", str(REPO / "hack" / "ensure-prometheus.sh")],
-                            capture_output=True, text=True, timeout=600, check=False)
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if result.returncode != 0 or not prometheus or not promtool:
-        raise AssertionError(
-            "prometheus/promtool are needed and could not be installed by "
-            f"hack/ensure-prometheus.sh (exit {result.returncode}):\n{result.stderr}")
-    return prometheus, promtool
+    """Paths of prometheus and promtool, built at the pinned version by `make cluster-bin`
+    (with Kubernetes service discovery, which Debian's package lacks); fails, never skips."""
+    bin_dir = Versions.pinned().bin_dir()
+    prometheus, promtool = bin_dir / "prometheus", bin_dir / "promtool"
+    if not (prometheus.is_file() and promtool.is_file()):
+        raise AssertionError(f"prometheus/promtool missing from {bin_dir}: run `make cluster-bin`")
+    return str(prometheus), str(promtool)

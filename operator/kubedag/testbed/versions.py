@@ -54,6 +54,9 @@ BINARIES = (
     "kubelet",
     "kwok",
     "helm",
+    "local-path-provisioner",
+    "prometheus",
+    "promtool",
 )
 
 
