@@ -77,13 +77,16 @@ class Context:
         return f"{type(self).__name__}({shown})"
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, Context) or other.__class__ is not self.__class__:
             return NotImplemented
-        assert isinstance(other, Context)
         return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def __reduce__(self) -> tuple[type[Context], tuple[Any, ...]]:
+        """copy (and pickle, where the callback allows) make a new context from the fields."""
+        return type(self), tuple(getattr(self, name) for name in self.__match_args__)
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """Publish how far along the stage is; returns at once, the API call happens elsewhere.

@@ -123,7 +123,9 @@ class ApiAccess:
         return cls.from_kubeconfig(env)
 
     @classmethod
-    def in_cluster(cls, env: Mapping[str, str], account: Path = SERVICE_ACCOUNT) -> ApiAccess:
+    def in_cluster(cls, env: Mapping[str, str], account: Path | None = None) -> ApiAccess:
+        """The pod's service account (``account`` defaults to SERVICE_ACCOUNT, read now)."""
+        account = SERVICE_ACCOUNT if account is None else account
         host, port = env["KUBERNETES_SERVICE_HOST"], env.get("KUBERNETES_SERVICE_PORT", "443")
         if ":" in host:  # an IPv6 address
             host = f"[{host}]"
@@ -257,19 +259,39 @@ def _exchange(endpoint: _Endpoint, tls: ssl.SSLContext | None, request: bytes) -
 ]:
     """Send one request on a new connection; the status, its reason and, for an error, the body's
     message. Every step is bounded by what is left of PATCH_TIMEOUT."""
-    import socket  # noqa: PLC0415 - with the TLS context, on the first patch only
-
     deadline = time.monotonic() + PATCH_TIMEOUT
-    sock = socket.create_connection((endpoint.host, endpoint.port), timeout=PATCH_TIMEOUT)
+    # An ASCII host as bytes: a str would be IDNA-encoded, which loads unicodedata (~0.4 MiB).
+    host = endpoint.host.encode() if endpoint.host.isascii() else endpoint.host
+    sock = _connect(host, endpoint.port, deadline)
     try:
         if tls is not None:
             sock.settimeout(_left(deadline))
-            sock = tls.wrap_socket(sock, server_hostname=endpoint.host)  # closes sock on failure
+            sock = tls.wrap_socket(sock, server_hostname=host)  # closes sock on failure
         sock.settimeout(_left(deadline))
         sock.sendall(request)
         return _response(sock, deadline)
     finally:
         sock.close()
+
+
+def _connect(host: bytes | str, port: int, deadline: float) -> socket.socket:
+    """socket.create_connection, taking a host as bytes."""
+    import socket  # noqa: PLC0415 - with the TLS context, on the first patch only
+
+    error: OSError | None = None
+    for family, kind, protocol, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+        except OSError as failed:
+            sock.close()
+            error = failed
+            continue
+        return sock
+    raise error or OSError(f"no address for {host!r}")
 
 
 def _left(deadline: float) -> float:

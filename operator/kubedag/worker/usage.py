@@ -36,7 +36,7 @@ class Usage(NamedTuple):
 
 
 def _read(path: str) -> bytes:
-    """A small /proc file in one read (no buffered file object: this runs ten times a second)."""
+    """A /proc file's bytes (no buffered file object: this runs ten times a second)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         chunks = []
@@ -64,10 +64,14 @@ def proc_children(pid: int) -> list[int]:
 
 
 def proc_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, parents before children."""
-    tree, index = [root], 0
+    """``root`` and all its descendants, parents before children, each once (a child
+    reparented between two reads of its parent's threads would show up twice)."""
+    tree, seen, index = [root], {root}, 0
     while index < len(tree):
-        tree.extend(proc_children(tree[index]))
+        for child in proc_children(tree[index]):
+            if child not in seen:
+                seen.add(child)
+                tree.append(child)
         index += 1
     return tree
 

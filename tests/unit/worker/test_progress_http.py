@@ -1,4 +1,4 @@
-"""pod_sink without a Kubernetes client: a JSON merge-patch over urllib, credentials found alone.
+"""pod_sink without a Kubernetes client: a JSON merge-patch over HTTP, credentials found alone.
 
 A local HTTP server stands in for the API server (the TLS path against a real one is
 tests/integration/test_worker_progress.py).
