@@ -8,6 +8,7 @@ import os
 import socket
 
 import kopf
+from kopf._core.engines.peering import Identity
 
 from kubedag.shell import handlers  # noqa: F401 - registers the handlers
 from kubedag.shell.settings import OperatorSettings
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         standalone=args.peering is None,
         peering_name=args.peering,
         liveness_endpoint=args.liveness or None,
-        identity=operator_identity(),
+        identity=Identity(operator_identity()),
     )
 
 

@@ -8,7 +8,7 @@ timeouts) and failing fast on what never will (bad input, a misconfigured stage)
 from __future__ import annotations
 
 import errno
-import urllib.error
+import sys
 
 from kubedag import contract
 
@@ -63,7 +63,11 @@ class OutputTooLargeError(WorkerError):
 
 
 def _is_network_error(error: BaseException) -> bool:
-    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
+    # urllib.error costs the worker ~1 MiB (tempfile, shutil, bz2, lzma...): only a processor
+    # that already imported it can raise a URLError, so look it up rather than import it.
+    urllib_error = sys.modules.get("urllib.error")
+    if (urllib_error is not None and isinstance(error, urllib_error.URLError)
+            and isinstance(error.reason, BaseException)):
         return _is_network_error(error.reason)
     # socket.gaierror is an OSError whose errno is an EAI_* code: name resolution is transient.
     if type(error).__name__ == "gaierror":
