@@ -503,23 +503,37 @@ def test_stage_pods_pass_restricted_and_may_patch_only_their_own_progress(
     cluster.core.delete_namespaced_pod(target, WORK_NAMESPACE, grace_period_seconds=0)
 
 
+RUNTIME_BUDGET = 24 * MIB  # the worker's own peak RSS with TLS set up: 20.3 MiB measured
+
+
 def test_reported_usage_is_real(cluster: Cluster, installed: InstalledOperator,
                                 real_node: RealNodeHandle) -> None:
-    name = start(cluster, run_name("usage"), {"pipelineSpec": real_pipeline(real_node, [
-        {"name": "allocate", "processor": "kubedag.worker.processors.probes:allocate",
-         "resources": {"memory": "512Mi"}},
-    ], params=[{"name": "mebibytes", "type": "int", "default": 200},
-               {"name": "holdSeconds", "type": "int", "default": 4}])})
+    """The allocate probe holds 200 MiB while reporting progress, and beside it 0 MiB (the
+    worker runtime alone: Python, and TLS for the progress patches): the difference of the two
+    reported peaks is the 200 MiB within 10 %, and the runtime stays within its budget."""
+    def probe(mebibytes: int) -> str:
+        return start(cluster, run_name(f"usage{mebibytes}"), {
+            "params": {"mebibytes": mebibytes},
+            "pipelineSpec": real_pipeline(real_node, [
+                {"name": "allocate", "processor": "kubedag.worker.processors.probes:allocate",
+                 "resources": {"memory": "512Mi"}},
+            ], params=[{"name": "mebibytes", "type": "int"},
+                       {"name": "holdSeconds", "type": "int", "default": 4}])})
+    holding, alone = probe(200), probe(0)
 
     def halfway() -> dict[str, Any] | None:
-        stages = (get_run(cluster, WORK_NAMESPACE, name).get("status") or {}).get("stages")
+        stages = (get_run(cluster, WORK_NAMESPACE, holding).get("status") or {}).get("stages")
         stage = (stages or {}).get("allocate") or {}
         return stage if stage.get("progress") == 0.5 else None
     # The worker's progress report (0.5 while it holds the memory) reaches the run's status.
     wait_for(halfway, timeout=60, what="the worker's progress in the run's status")
-    run = finish(cluster, name)
-    stage = stage_of(run, "allocate")
-    assert stage["phase"] == "Succeeded", stage
-    peak = stage["usage"]["peakRssBytes"]
-    assert abs(peak - 200 * MIB) <= 0.1 * 200 * MIB, f"peak RSS {peak / MIB:.1f} MiB"
-
+    peaks = []
+    for name in (holding, alone):
+        stage = stage_of(finish(cluster, name), "allocate")
+        assert stage["phase"] == "Succeeded", stage
+        peaks.append(stage["usage"]["peakRssBytes"])
+    peak, runtime = peaks
+    print(f"\nreported peak RSS: {peak / MIB:.1f} MiB holding 200 MiB, "
+          f"{runtime / MIB:.1f} MiB holding nothing")
+    assert abs((peak - runtime) - 200 * MIB) <= 0.1 * 200 * MIB
+    assert runtime <= RUNTIME_BUDGET

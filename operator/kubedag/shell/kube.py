@@ -84,29 +84,25 @@ class Kube:
         Returns None on success, or the API server's message when it rejected the Job for good.
         """
         namespace = manifest["metadata"]["namespace"]
-        self._wrote("create", "jobs")
-        try:
-            await asyncio.to_thread(
-                self._call, "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                body=manifest, query=[("dryRun", "All")] if dry_run else None)
-        except ApiException as error:
-            if error.status == 409:
-                return None
-            if error.status in (400, 403, 422):
-                return _api_message(error)
-            raise
-        return None
+        return await self._create(f"/apis/batch/v1/namespaces/{namespace}/jobs", "jobs",
+                                  manifest, dry_run=dry_run)
 
     async def create_claim(self, manifest: dict[str, Any], *,
                            dry_run: bool = False) -> str | None:
         """Create a run's workspace PersistentVolumeClaim; AlreadyExists is success (its name
         is a function of the run's). None, or the API server's message if it refused."""
         namespace = manifest["metadata"]["namespace"]
-        self._wrote("create", "persistentvolumeclaims")
+        return await self._create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+                                  "persistentvolumeclaims", manifest, dry_run=dry_run)
+
+    async def _create(self, path: str, resource: str, manifest: dict[str, Any], *,
+                      dry_run: bool) -> str | None:
+        """POST an object whose name is deterministic: AlreadyExists is success; a refusal
+        for good (400/403/422) comes back as the API server's message, not an exception."""
+        self._wrote("create", resource)
         try:
-            await asyncio.to_thread(
-                self._call, "POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
-                body=manifest, query=[("dryRun", "All")] if dry_run else None)
+            await asyncio.to_thread(self._call, "POST", path, body=manifest,
+                                    query=[("dryRun", "All")] if dry_run else None)
         except ApiException as error:
             if error.status == 409:
                 return None

@@ -99,11 +99,11 @@ class ControlPlane:
         args = self.commands[name]
         if name == "etcd":
             url = _flag(args, "--listen-client-urls")
-            _wait(lambda: _http_ok(f"{url}/health"), timeout_seconds, "etcd", log)
+            wait_until(lambda: _http_ok(f"{url}/health"), timeout_seconds, "etcd", log)
         elif name == "kube-apiserver":
             server = f"https://127.0.0.1:{_flag(args, '--secure-port')}"
             pki = ensure_pki()
-            _wait(lambda: _apiserver_ready(server, pki), timeout_seconds,
+            wait_until(lambda: _apiserver_ready(server, pki), timeout_seconds,
                   "kube-apiserver /readyz", log)
         return time.monotonic() - began
 
@@ -157,7 +157,7 @@ def start_control_plane(
             shutil.copyfile(existing_kubeconfig, plane.kubeconfig)
         _start_kwok(plane, nodes, tie_to_parent, timeout_seconds)
         if existing_kubeconfig is None:
-            _wait(lambda: _default_service_account_exists(plane), timeout_seconds,
+            wait_until(lambda: _default_service_account_exists(plane), timeout_seconds,
                   "kube-controller-manager to create the default ServiceAccount",
                   plane.log_dir / "kube-controller-manager.log")
     except BaseException:
@@ -180,7 +180,7 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
         f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
         "--quota-backend-bytes=4294967296", "--log-level=warn",
     ], logs / "etcd.log", tie_to_parent=tie_to_parent)
-    _wait(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd", logs / "etcd.log")
+    wait_until(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd", logs / "etcd.log")
 
     _spawn(plane, "kube-apiserver", [
         b / "kube-apiserver", f"--etcd-servers={etcd_url}",
@@ -196,7 +196,7 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
         "--max-requests-inflight=800", "--max-mutating-requests-inflight=400",
     ], logs / "kube-apiserver.log", tie_to_parent=tie_to_parent)
     server = f"https://127.0.0.1:{api_port}"
-    _wait(lambda: _apiserver_ready(server, pki), timeout, "kube-apiserver /readyz",
+    wait_until(lambda: _apiserver_ready(server, pki), timeout, "kube-apiserver /readyz",
           logs / "kube-apiserver.log")
     write_admin_kubeconfig(plane.kubeconfig, server, pki)
 
@@ -235,7 +235,7 @@ def _start_kwok(
         for node in nodes:
             _ignore_not_found(partial(core.delete_node, node.name))
             core.create_node(cast(k8s.V1Node, node.manifest(tainted=plane.existing_cluster)))
-        _wait(lambda: _nodes_ready(core, [n.name for n in nodes]), timeout, "kwok nodes Ready",
+        wait_until(lambda: _nodes_ready(core, [n.name for n in nodes]), timeout, "kwok nodes Ready",
               plane.log_dir / "kwok.log")
 
 
@@ -289,7 +289,8 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _wait(check: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    """Poll ``check`` until true; else ControlPlaneError naming what and the log's tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

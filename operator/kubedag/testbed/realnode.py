@@ -26,7 +26,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,7 +35,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import processes
-from kubedag.testbed.cluster import ControlPlane, ControlPlaneError
+from kubedag.testbed.cluster import ControlPlane, ControlPlaneError, wait_until
 from kubedag.testbed.pki import ensure_pki
 from kubedag.testbed.versions import cache_root
 
@@ -213,7 +213,7 @@ def start_real_node(
             ["containerd", "--config", str(root / "etc/containerd.toml")],
             node.log_dir / "containerd.log", tie_to_parent=tie_to_parent)
         node.save(stale)
-        _wait(lambda: node.ctr("version", check=False, timeout=5).returncode == 0,
+        wait_until(lambda: node.ctr("version", check=False, timeout=5).returncode == 0,
               30, "containerd", node.log_dir / "containerd.log")
         node.import_images(images)
         if PAUSE_IMAGE not in node.image_refs():
@@ -230,7 +230,7 @@ def start_real_node(
         node.save(stale)
         with plane.api_client() as api:
             core = k8s.CoreV1Api(api)
-            _wait(lambda: _node_ready(core, name), timeout_seconds, f"node {name} Ready",
+            wait_until(lambda: _node_ready(core, name), timeout_seconds, f"node {name} Ready",
                   node.log_dir / "kubelet.log")
     except BaseException:
         node.stop()
@@ -464,38 +464,38 @@ def _unmount_under(path: Path) -> None:
 
 def _undo_network() -> None:
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
-    for binary in ("iptables", "ip6tables"):
-        if shutil.which(binary) is None:
-            continue
-        for table in ("filter", "nat", "mangle"):
-            rules = subprocess.run([binary, "-t", table, "-S"], capture_output=True,
-                                   text=True, check=False).stdout.splitlines()
-            for rule in rules:
-                # Rules that jump to our chains or carry our comment, then the chains themselves.
-                if rule.startswith("-A ") and (DNAT_COMMENT in rule or " -j CNI-" in rule
-                                               or " -j KUBE-" in rule):
-                    subprocess.run([binary, "-t", table, *_split_rule("-D" + rule[2:])],
-                                   capture_output=True, check=False)
-            for rule in rules:
-                if rule.startswith(("-N CNI-", "-N KUBE-")):
-                    chain = rule.split()[1]
-                    for flag in ("-F", "-X"):
-                        subprocess.run([binary, "-t", table, flag, chain], capture_output=True,
-                                       check=False)
+    rules = list(_our_rules())
+    # Rules that jump to our chains or carry our comment first, then the chains themselves.
+    for binary, table, rule in rules:
+        if rule.startswith("-A "):
+            subprocess.run([binary, "-t", table, *_split_rule("-D" + rule[2:])],
+                           capture_output=True, check=False)
+    for binary, table, rule in rules:
+        if rule.startswith("-N "):
+            for flag in ("-F", "-X"):
+                subprocess.run([binary, "-t", table, flag, rule.split()[1]],
+                               capture_output=True, check=False)
 
 
 def iptables_leftovers() -> list[str]:
     """Rules or chains of ours still in the host's tables (the teardown test wants none)."""
-    left = []
+    return [f"{binary} -t {table} {rule}" for binary, table, rule in _our_rules()]
+
+
+def _our_rules() -> Iterator[tuple[str, str, str]]:
+    """(binary, table, rule) of every rule and chain the real node's pieces add: the DNAT
+    rule (by its comment), the CNI plugin's `CNI-*` and the kubelet's `KUBE-*` chains and the
+    rules that jump to them. No kube-proxy runs on the test bed, so no one else owns those."""
     for binary in ("iptables", "ip6tables"):
         if shutil.which(binary) is None:
             continue
         for table in ("filter", "nat", "mangle"):
-            rules = subprocess.run([binary, "-t", table, "-S"], capture_output=True,
-                                   text=True, check=False).stdout.splitlines()
-            left += [f"{binary} -t {table} {r}" for r in rules
-                     if DNAT_COMMENT in r or "CNI-" in r or "KUBE-" in r]
-    return left
+            listing = subprocess.run([binary, "-t", table, "-S"], capture_output=True,
+                                     text=True, check=False).stdout.splitlines()
+            for rule in listing:
+                if rule.startswith(("-N CNI-", "-N KUBE-")) or (rule.startswith("-A ") and (
+                        DNAT_COMMENT in rule or " -j CNI-" in rule or " -j KUBE-" in rule)):
+                    yield binary, table, rule
 
 
 def _split_rule(rule: str) -> list[str]:
@@ -587,17 +587,3 @@ def _node_ready(core: k8s.CoreV1Api, name: str) -> bool:
     status: Any = node.status
     conditions = {c.type: c.status for c in (status.conditions or [])}
     return conditions.get("Ready") == "True"
-
-
-def _wait(check: Any, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
-    raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {what}; log: {log}\n"
-                            f"--- last lines ---\n{tail}")

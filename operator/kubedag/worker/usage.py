@@ -135,13 +135,29 @@ def sampler_for_platform() -> Callable[[int], tuple[float, int]]:
 
 
 def _kernel_peak_rss() -> int:
-    """The largest RSS of this process or any reaped child, in bytes (Linux reports KiB, macOS
-    bytes)."""
-    peak = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-    )
-    return int(peak) * (1 if sys.platform == "darwin" else 1024)
+    """The largest RSS of this process or any reaped child, in bytes.
+
+    On Linux this process's own mark is VmHWM (per address space): getrusage's ru_maxrss
+    survives exec, so a worker started from a big process (a test session, a local run from a
+    notebook) would report its parent's size at fork as its own peak.
+    """
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    own = _vm_hwm()
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return int(max(own, children))
+
+
+def _vm_hwm() -> int | None:
+    try:
+        status = _read("/proc/self/status")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(b"VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 class UsageSampler:
