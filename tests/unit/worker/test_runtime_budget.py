@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import kubedag
 from tests.unit.worker.tls_api import TlsApi, service_account
 
@@ -58,7 +56,6 @@ print(json.dumps({"imported": imported, "imported_modules": imported_modules, "s
                   "sent_modules": sorted(sys.modules)}))
 """
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 
 
 def _fresh_bytecode() -> None:

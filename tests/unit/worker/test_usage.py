@@ -26,11 +26,6 @@ MIB = 2**20
 CPU_TOLERANCE = 0.1  # seconds: the two samplers read the clocks a moment apart
 RSS_TOLERANCE = 2 * MIB  # a sample in between allocates a little
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
-    reason="no /proc children lists (not Linux, or a kernel without CONFIG_PROC_CHILDREN)",
-)
-
 # A child that holds 40 MiB and burns CPU, after starting a grandchild that holds 30 MiB; each
 # says "ready" once its memory is touched, then both wait for stdin to close.
 TREE = """
