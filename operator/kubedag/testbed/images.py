@@ -217,9 +217,12 @@ class Buildah:
         self.runroot = cache / "buildah" / "runroot"
         self.driver = os.environ.get("KUBEDAG_BUILDAH_DRIVER", "overlay")
 
+    def command(self, *args: str) -> list[str]:
+        return ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
+                "--storage-driver", self.driver, *args]
+
     def __call__(self, *args: str, capture: bool = False) -> str:
-        command = ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
-                   "--storage-driver", self.driver, *args]
+        command = self.command(*args)
         done = subprocess.run(command, check=False, text=True,
                               stdout=subprocess.PIPE if capture else None)
         if done.returncode != 0:
@@ -228,12 +231,14 @@ class Buildah:
 
     def exists(self, ref: str) -> bool:
         done = subprocess.run(
-            ["buildah", "--root", str(self.root), "--runroot", str(self.runroot),
-             "--storage-driver", self.driver, "inspect", "--type", "image", "--format",
-             "{{.FromImageID}}", ref],
+            self.command("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref),
             check=False, capture_output=True, text=True,
         )
         return done.returncode == 0
+
+    def discard(self, container: str) -> None:
+        """Remove a working container after a failed step (best effort: it may be gone)."""
+        subprocess.run(self.command("rm", container), check=False, capture_output=True)
 
     def export(self, ref: str, archive: Path) -> None:
         """A docker-archive tarball tagged ``ref``, as `ctr images import` wants it."""
@@ -298,9 +303,7 @@ def ensure_base(buildah: Buildah, cache: Path) -> str:
                 "--env", "LANG=C.UTF-8", container)
         buildah("commit", "--quiet", "--rm", container, ref, capture=True)
     except BaseException:
-        subprocess.run(["buildah", "--root", str(buildah.root), "--runroot",
-                        str(buildah.runroot), "--storage-driver", buildah.driver, "rm", container],
-                       check=False, capture_output=True)
+        buildah.discard(container)
         raise
     shutil.rmtree(work, ignore_errors=True)
     print(f"images: base made in {time.monotonic() - started:.0f}s", flush=True)
@@ -367,9 +370,7 @@ def _commit_scratch(buildah: Buildah, ref: str, copies: Sequence[tuple[Path, str
         buildah("config", "--os", "linux", "--arch", "amd64", *config, container)
         buildah("commit", "--quiet", "--rm", container, ref, capture=True)
     except BaseException:
-        subprocess.run(["buildah", "--root", str(buildah.root), "--runroot",
-                        str(buildah.runroot), "--storage-driver", buildah.driver, "rm", container],
-                       check=False, capture_output=True)
+        buildah.discard(container)
         raise
 
 

@@ -22,9 +22,11 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -499,8 +501,6 @@ def _our_rules() -> Iterator[tuple[str, str, str]]:
 
 
 def _split_rule(rule: str) -> list[str]:
-    import shlex  # noqa: PLC0415
-
     return shlex.split(rule)
 
 
@@ -568,8 +568,6 @@ def _server_of(kubeconfig: Path) -> str:
 
 def _archive_refs(archive: Path) -> set[str]:
     """The RepoTags of a docker-archive (what `ctr import` names the image)."""
-    import tarfile  # noqa: PLC0415
-
     with tarfile.open(archive) as tar:
         member = tar.extractfile("manifest.json")
         if member is None:
