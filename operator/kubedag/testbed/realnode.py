@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import processes
@@ -396,8 +397,6 @@ def _teardown(node: RealNode) -> None:
 
 
 def _delete_node_pods(node: RealNode) -> None:
-    from kubernetes import config as k8s_config  # noqa: PLC0415 - teardown only
-
     try:
         api = k8s_config.new_client_from_config(config_file=str(node.kubeconfig))  # type: ignore[no-untyped-call]
     except Exception:
