@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from kubedag.api import PipelineRunSpec
 from kubedag.api._base import QUANTITY
-from kubedag.api.validation import validate_pipeline
 from kubedag.core.decide import check_pipeline
+from kubedag.core.validation import validate_pipeline
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.runs import (
     GROUP,

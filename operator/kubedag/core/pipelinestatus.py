@@ -18,8 +18,8 @@ from kubedag.api import (
     set_condition,
     to_k8s,
 )
-from kubedag.api.validation import validate_pipeline
 from kubedag.core import reasons
+from kubedag.core.validation import validate_pipeline
 
 
 def pipeline_status(spec: Mapping[str, Any], generation: int,

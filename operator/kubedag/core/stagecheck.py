@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubedag.api import PipelineSpec, Stage
-from kubedag.api.validation import validate_pipeline
 from kubedag.core.expressions import (
     ExpressionError,
     compile_expression,
     substitution_references,
 )
+from kubedag.core.validation import validate_pipeline
 
 
 def check_pipeline(pipeline: PipelineSpec) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kubedag.api import PipelineSpec
-from kubedag.api.validation import FieldError, validate_pipeline
+from kubedag.core.validation import FieldError, validate_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 WORKER = "ghcr.io/kubedag/worker:0.1.0"
