@@ -135,8 +135,9 @@ def validate(
 def _cycle_errors(nodes: Sequence[Node], path: str, deps_field: str) -> list[FieldError]:
     """One error per strongly connected component, naming one cycle through it.
 
-    The cycle is written in dependsOn direction ("a → b" means a depends on b) and starts at
-    its alphabetically first stage, so the message is the same on every run.
+    The cycle is written the way people draw a DAG, in run order ("a → b": b depends on a, so
+    a would run first), and starts at its alphabetically first stage, so the message is the same
+    on every run. The error points at the dependsOn entry that closes the loop at that stage.
     """
     depends: nx.DiGraph = nx.DiGraph()  # edges stage → its dependency
     location: dict[str, tuple[int, Node]] = {}
@@ -155,7 +156,8 @@ def _cycle_errors(nodes: Sequence[Node], path: str, deps_field: str) -> list[Fie
         index, node = location[start]
         dep_index = list(node.depends_on).index(cycle[1])
         where = f"{_node_path(node, index, path)}.{deps_field}[{dep_index}]"
-        errors.append(FieldError(where, f"dependency cycle: {' → '.join(cycle)}"))
+        in_run_order = list(reversed(cycle))
+        errors.append(FieldError(where, f"dependency cycle: {' → '.join(in_run_order)}"))
     return errors
 
 

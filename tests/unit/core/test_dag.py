@@ -45,9 +45,10 @@ def test_every_error_is_reported_with_its_path() -> None:
 
 
 def test_cycle_message_shows_the_path_from_the_first_name() -> None:
+    """In run order, as people draw it: c depends on b, so "b → c"."""
     errors = validate(nodes([("x", ["c"]), ("b", ["x"]), ("c", ["b"])]))
     assert [str(e) for e in errors] == [
-        "spec.stages[1].dependsOn[0]: dependency cycle: b → x → c → b"
+        "spec.stages[1].dependsOn[0]: dependency cycle: b → c → x → b"
     ]
 
 

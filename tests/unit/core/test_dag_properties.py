@@ -62,7 +62,7 @@ def test_a_back_edge_is_reported_as_a_cycle_with_a_valid_path(
     assert path[0] == path[-1]
     assert len(set(path[:-1])) == len(path) - 1
     deps = {n.name: set(n.depends_on) for n in mutated}
-    for stage, dependency in itertools.pairwise(path):
+    for dependency, stage in itertools.pairwise(path):  # run order: each runs before the next
         assert dependency in deps[stage]
     index = [n.name for n in mutated].index(path[0])
     assert re.fullmatch(rf"spec\.stages\[{index}\]\.dependsOn\[\d+\]", cycles[0].path)

@@ -53,7 +53,7 @@ def test_all_kinds_of_errors_at_once() -> None:
     assert messages(spec) == [
         "spec.stages[6]: a stage with a command needs an image",
         "spec.stages[2].dependsOn[1]: unknown stage 'ghost'",
-        "spec.stages[0].dependsOn[0]: dependency cycle: a → c → b → a",
+        "spec.stages[0].dependsOn[0]: dependency cycle: a → b → c → a",
         "spec.stages[3].when: unknown param 'nope'",
         "spec.stages[3].when: stage 'a' is not upstream of 'd': add it to dependsOn "
         "(directly or through another stage) so its outputs exist in time",
