@@ -4,6 +4,7 @@ Deployment on the real node under the chart's ServiceAccount and RBAC."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,13 @@ class InstalledOperator:
                    and not p.metadata.deletion_timestamp]
         assert running, f"no running operator pod: {[p.status.phase for p in pods]}"
         return running[0]
+
+    def http_get(self, port: int, path: str) -> str:
+        """GET from the operator pod's own address (its liveness and metrics ports)."""
+        url = f"http://{self.pod().status.pod_ip}:{port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200, url
+            return str(response.read().decode())
 
     def logs(self) -> str:
         return self.cluster.kubectl("logs", "-n", SYSTEM_NAMESPACE,

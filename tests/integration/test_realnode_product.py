@@ -72,6 +72,14 @@ def pods_of(cluster: Cluster, run: str, stage: str | None = None) -> list[k8s.V1
     return pods
 
 
+def running_pod(cluster: Cluster, run: str, stage: str) -> k8s.V1Pod:
+    """Wait until the stage's pod is Running (its container started) and return it."""
+    def probe() -> k8s.V1Pod | None:
+        pods = [p for p in pods_of(cluster, run, stage) if p.status.phase == "Running"]
+        return pods[0] if pods else None
+    return wait_for(probe, timeout=90, what=f"a Running pod of stage {stage}")
+
+
 def worker_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
     """A stage running a shell command through the worker (so usage and outputs are reported)."""
     return {"name": name, "image": WORKER_IMAGE,
@@ -110,14 +118,8 @@ def test_operator_runs_in_cluster_under_the_charts_account(
     container = pod.status.container_statuses[0]
     assert container.ready and container.restart_count == 0
     # The liveness endpoint and the metrics endpoint answer on the pod's own address.
-    ip = pod.status.pod_ip
-    import urllib.request  # noqa: PLC0415
-
-    with urllib.request.urlopen(f"http://{ip}:8081/healthz", timeout=5) as response:
-        assert response.status == 200
-    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as response:
-        text = response.read().decode()
-    assert "kubedag_reconcile_duration_seconds" in text
+    assert installed.http_get(8081, "/healthz")
+    assert "kubedag_reconcile_duration_seconds" in installed.http_get(8080, "/metrics")
 
 
 def test_prometheus_scrapes_the_operator_through_its_service(
@@ -315,11 +317,7 @@ def _failure_reported(cluster: Cluster, installed: InstalledOperator, run: dict[
 
 
 def _failure_metric(installed: InstalledOperator, reason: str) -> float:
-    import urllib.request  # noqa: PLC0415
-
-    ip = installed.pod().status.pod_ip
-    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = installed.http_get(8080, "/metrics")
     total = 0.0
     for line in text.splitlines():
         if line.startswith("kubedag_stage_failures_total{") and f'reason="{reason}"' in line:
@@ -395,11 +393,7 @@ def test_a_pod_deleted_mid_stage_is_retried(
                      "touch /workspace/again; sleep 300",
                      retry={"limit": 1, "initialDelaySeconds": 1}),
     ]), "workspace": SMALL_WORKSPACE})
-
-    def running_pod() -> k8s.V1Pod | None:
-        pods = [p for p in pods_of(cluster, name, "victim") if p.status.phase == "Running"]
-        return pods[0] if pods else None
-    pod = wait_for(running_pod, timeout=90, what="the victim's pod Running")
+    pod = running_pod(cluster, name, "victim")
     time.sleep(1)
     cluster.core.delete_namespaced_pod(pod.metadata.name, WORK_NAMESPACE)
     run = finish(cluster, name)
@@ -416,11 +410,7 @@ def test_cancel_sends_sigterm_and_the_worker_exits_within_its_grace(
         worker_stage("long", "sleep 300"),
         worker_stage("after", "true", dependsOn=["long"]),
     ])})
-
-    def running_pod() -> k8s.V1Pod | None:
-        pods = [p for p in pods_of(cluster, name, "long") if p.status.phase == "Running"]
-        return pods[0] if pods else None
-    pod = wait_for(running_pod, timeout=90, what="the long stage's pod Running")
+    pod = running_pod(cluster, name, "long")
     grace = pod.spec.termination_grace_period_seconds
     cancelled_at = time.monotonic()
     patch_run(cluster, WORK_NAMESPACE, name, {"cancel": True})
