@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -10,7 +9,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from kubedag.testbed.nodes import (
 )
 from kubedag.testbed.pki import Pki, ensure_pki
 from kubedag.testbed.stages import stages_config
+from kubedag.testbed.state import load_state, save_state
 from kubedag.testbed.versions import Versions, cache_root, require_binaries
 
 KEEP_RUN_DIRS = 10
@@ -114,15 +114,11 @@ class ControlPlane:
         self.pids.clear()
 
     def save(self, path: Path) -> None:
-        data = asdict(self)
-        path.write_text(json.dumps(data, default=str, indent=2))
+        save_state(self, path)
 
     @classmethod
     def load(cls, path: Path) -> ControlPlane:
-        data = json.loads(path.read_text())
-        for key in ("kubeconfig", "run_dir", "bin_dir"):
-            data[key] = Path(data[key])
-        return cls(**data)
+        return load_state(cls, path)
 
 
 def start_control_plane(

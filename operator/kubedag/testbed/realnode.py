@@ -29,7 +29,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from kubedag.testbed import processes
 from kubedag.testbed.cluster import ControlPlane, ControlPlaneError, wait_until
 from kubedag.testbed.pki import ensure_pki
+from kubedag.testbed.state import load_state, save_state
 from kubedag.testbed.versions import cache_root
 
 REAL_NODE_LABEL: Final = "kubedag.io/real-node"
@@ -170,14 +171,11 @@ class RealNode:
         _teardown(self)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), default=str, indent=2))
+        save_state(self, path)
 
     @classmethod
     def load(cls, path: Path) -> RealNode:
-        data = json.loads(path.read_text())
-        for key in ("root", "store", "kubeconfig"):
-            data[key] = Path(data[key])
-        return cls(**data)
+        return load_state(cls, path)
 
 
 def start_real_node(
