@@ -1,5 +1,6 @@
-"""Imports go downward only: api (data) ← core (logic) ← shell; the worker stands alone (it
-ships in its own image without the operator's dependencies). Read from the source, so a new
+"""Imports go downward only: api (data) ← core (logic) ← shell / client / local ← sdk ←
+templates ← cli; the worker stands alone (it ships in its own image without the operator's
+dependencies). Read from the source, so a new
 upward import fails here before it tangles the layers."""
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ ALLOWED: dict[str, set[str]] = {
     "api": set(),
     "core": {"api"},
     "shell": {"api", "core"},
+    "client": {"api", "core"},
+    "local": {"api", "core"},
+    "sdk": {"api", "core", "client", "local"},
+    "templates": {"api", "core", "sdk"},
+    "cli": {"api", "core", "client", "local", "sdk", "templates"},
     "worker": set(),
 }
 TOP_LEVEL = {"contract", "generated", "__init__"}  # leaf modules any layer may use

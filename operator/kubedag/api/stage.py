@@ -250,6 +250,14 @@ class Stage(ApiModel):
         description="Deadline of one attempt (the Job's activeDeadlineSeconds), multiplied by "
         "`spec.stageTimeoutMultiplier`. A timed-out attempt may be retried.",
     )
+    estimated_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="How long one attempt is expected to take, in seconds. Used only by the "
+        "SDK's and the CLI's performance estimate (critical-path time) before any run has "
+        "measured the stage; never enforced (see timeoutSeconds).",
+    )
     critical: bool = Field(
         default=True,
         description="If false, the stage's failure does not fail the run: it is recorded and "

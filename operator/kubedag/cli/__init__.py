@@ -1,0 +1,1 @@
+"""The `kubedag` command line (also installed as `kubectl-kubedag`), built on the SDK."""

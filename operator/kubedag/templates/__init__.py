@@ -1,0 +1,1 @@
+"""Ready-made pipelines (document processing, RAG, knowledge graph) built with the SDK."""
