@@ -60,7 +60,8 @@ def local_command(job: Mapping[str, Any], *, namespace: str, workspace: Path,
     command = list(container.get("command") or [])
     args = list(container.get("args") or [])
     if command[: len(WORKER_COMMAND)] == WORKER_COMMAND:
-        argv = [*worker_command, *command[len(WORKER_COMMAND):], *args]
+        # worker_command stands for the `kubedag-worker` program; its `run` and args stay.
+        argv = [*worker_command, *command[1:], *args]
     elif command:
         argv = [_local_paths(word, workspace) for word in [*command, *args]]
     else:

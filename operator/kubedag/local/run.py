@@ -135,14 +135,15 @@ class _LocalLoop:
                 now = _now()
                 cancelled = cancel is not None and cancel.is_set()
                 plan = decide(self._facts(now, cancelled), now, self.settings)
-                self._execute(plan, now)
+                again = self._execute(plan, now)
                 if plan.status != self.status:
                     self.status = plan.status
                     if on_status is not None:
                         on_status(self.status)
                 if self.status.phase.finished:
                     return self.status
-                self._wait(plan.requeue_after, None if cancelled else cancel)
+                if not again:
+                    self._wait(plan.requeue_after, None if cancelled else cancel)
         finally:
             self._stop_all()
 
@@ -158,7 +159,10 @@ class _LocalLoop:
             # Nothing local gets better by waiting: a container that cannot start fails now.
             start_failure_grace=timedelta(0))
 
-    def _execute(self, plan: Plan, now: datetime) -> None:
+    def _execute(self, plan: Plan, now: datetime) -> bool:
+        """Carry out the plan; whether the core must look again at once (a new Job's
+        processes started, or could not start)."""
+        again = False
         for event in plan.events:
             log.log(logging.WARNING if event.type == "Warning" else logging.INFO,
                     "%s: %s", event.reason, event.message)
@@ -171,8 +175,9 @@ class _LocalLoop:
                                     worker_command=self.worker_command, host_env=self.host_env)
             job = LocalJob(manifest, command, self.logs, now)
             self.jobs[job.name] = job
-            job.tick(now)
+            again |= job.tick(now)
         self._forget_deleted()
+        return again
 
     def _forget_deleted(self) -> None:
         """A deleted Job is gone once its processes are (as its pods would be)."""
