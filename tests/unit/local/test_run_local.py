@@ -7,6 +7,7 @@ stages, non-critical failures and cancellation.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -225,8 +226,8 @@ def test_on_status_sees_every_change_and_ends_with_the_final_status() -> None:
     result = local([reporting("a", {"x": 1}), reporting("b", {}, dependsOn=["a"])],
                    on_status=seen.append)
     assert seen[-1] == result.status
-    assert [s.phase for s in seen][0] == RunPhase.RUNNING
-    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))  # only changes
+    assert seen[0].phase == RunPhase.RUNNING
+    assert all(a != b for a, b in itertools.pairwise(seen))  # only changes
 
 
 def test_a_stage_that_runs_an_image_entrypoint_fails_with_a_clear_reason() -> None:
