@@ -73,6 +73,10 @@ class LocalPod:
         # A process killed by a signal exits 128 + signal in a container's status (137, 143).
         self.exit_code = code if code >= 0 else 128 - code
         self.finished = now
+        # The container ends with its main process: what it left running in the background
+        # goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return True
 
     def send(self, signum: signal.Signals) -> None:

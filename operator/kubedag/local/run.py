@@ -32,7 +32,7 @@ from kubedag.local.jobs import LocalJob
 log = logging.getLogger("kubedag.local")
 
 DEFAULT_NAME = "local"
-NAMESPACE = "local"  # what KUBEDAG_NAMESPACE says in a local stage
+DEFAULT_NAMESPACE = "local"  # KUBEDAG_NAMESPACE of a run without metadata.namespace
 # A deleted Job's processes get SIGTERM, then SIGKILL this much later (a pod's default is 30 s:
 # locally nobody wants to wait that long for a cancelled run to end).
 TERMINATION_GRACE_SECONDS = 5
@@ -80,13 +80,15 @@ def run_local(run: PipelineRun, *, workspace: Path | None = None,
         raise ValueError("spec.dryRun: a local run has no dry run; validate the pipeline "
                          "offline instead (kubedag lint, Pipeline.validate())")
     name = str(run.metadata.get("name") or DEFAULT_NAME)
+    namespace = str(run.metadata.get("namespace") or DEFAULT_NAMESPACE)
     workspace, logs = _folders(name, workspace)
     ignored = ignored_settings(spec, spec.pipeline_spec, workspace)
     log.warning("local run %s: workspace %s; stages run as processes on this host", name,
                 workspace)
     for line in ignored:
         log.warning("local run %s: %s", name, line)
-    loop = _LocalLoop(name, spec, run.status or PipelineRunStatus(), workspace, logs,
+    identity = RunIdentity(name=name, namespace=namespace, uid=str(uuid.uuid4()), pipeline=name)
+    loop = _LocalLoop(identity, spec, run.status or PipelineRunStatus(), workspace, logs,
                       list(worker_command or default_worker_command()))
     status = loop.run(on_status, cancel)
     return LocalRun(status=status, workspace=workspace, ignored=ignored, logs=logs)
@@ -112,7 +114,7 @@ def _now() -> datetime:
 class _LocalLoop:
     """One run's state between passes: the status decided last and the Jobs running."""
 
-    def __init__(self, name: str, spec: PipelineRunSpec, status: PipelineRunStatus,
+    def __init__(self, identity: RunIdentity, spec: PipelineRunSpec, status: PipelineRunStatus,
                  workspace: Path, logs: Path, worker_command: list[str]) -> None:
         # A local run neither pauses nor resumes from another run (see ignored_settings).
         self.spec = spec.model_copy(update={"suspend": False, "resume_from": None})
@@ -120,8 +122,7 @@ class _LocalLoop:
         self.workspace = workspace
         self.logs = logs
         self.worker_command = worker_command
-        self.identity = RunIdentity(name=name, namespace=NAMESPACE, uid=str(uuid.uuid4()),
-                                    pipeline=name)
+        self.identity = identity
         self.settings = JobSettings(workspace_path=str(workspace),
                                     termination_grace_seconds=TERMINATION_GRACE_SECONDS)
         self.host_env = host_environment(os.environ)
@@ -171,8 +172,9 @@ class _LocalLoop:
             if job is not None:
                 job.delete(now)
         for manifest in plan.create_jobs:
-            command = local_command(manifest, namespace=NAMESPACE, workspace=self.workspace,
-                                    worker_command=self.worker_command, host_env=self.host_env)
+            command = local_command(manifest, namespace=self.identity.namespace,
+                                    workspace=self.workspace, worker_command=self.worker_command,
+                                    host_env=self.host_env)
             job = LocalJob(manifest, command, self.logs, now)
             self.jobs[job.name] = job
             again |= job.tick(now)

@@ -42,11 +42,13 @@ def _pids(workspace: Path, stage: str) -> list[int]:
 
 
 def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie (dead, waiting for whoever adopted it to reap it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z"
 
 
 def test_outputs_flow_downstream_through_args_and_inputs() -> None:
@@ -281,3 +283,32 @@ def test_a_default_workspace_is_a_new_directory_kept_after_the_run() -> None:
     assert (result.workspace / "f").is_file()
     assert result.logs is not None and result.logs.parent == result.workspace.parent
     assert not any(p.name != "f" for p in result.workspace.iterdir())
+
+
+def test_what_a_stage_leaves_running_ends_with_it(tmp_path: Path) -> None:
+    # A container's background processes end with its main process; so do a local stage's.
+    result = local([{"name": "bg", "image": "busybox", "command": [
+        "sh", "-c", "sleep 60 & echo $! > $KUBEDAG_WORKSPACE/bg-1.pid"]}], workspace=tmp_path)
+    assert result.status.phase == RunPhase.SUCCEEDED
+    (pid,) = _pids(tmp_path, "bg")
+    give_up = time.monotonic() + 1
+    while not _gone(pid) and time.monotonic() < give_up:
+        time.sleep(0.01)  # SIGKILL was sent; it lands at the process's next scheduling
+    assert _gone(pid)
+
+
+def test_an_error_in_the_caller_leaves_no_process_behind(tmp_path: Path) -> None:
+    def fail_once_running(status: PipelineRunStatus) -> None:
+        if (status.stages or {}).get("long") and _pids(tmp_path, "long"):
+            raise RuntimeError("the caller gave up")
+
+    long = python_stage("long", "open(os.path.join(os.environ['KUBEDAG_WORKSPACE'],"
+                        " f'long-{os.getpid()}.pid'), 'w').write(str(os.getpid()))\n"
+                        "import time; time.sleep(60)")
+    marker = reporting("marker", {}, dependsOn=["long"])
+    with pytest.raises(RuntimeError, match="gave up"):
+        # "tick" ends while "long" runs: a status change, so on_status is called then.
+        local([long, marker, python_stage("tick", "import time; time.sleep(0.3)")],
+              workspace=tmp_path, on_status=fail_once_running)
+    assert _pids(tmp_path, "long")
+    assert all(_gone(pid) for pid in _pids(tmp_path, "long"))
