@@ -150,11 +150,6 @@ class LocalJob:
     def alive(self) -> bool:
         return any(pod.running for pod in self.pods)
 
-    def next_event(self) -> datetime | None:
-        """When the Job must be looked at even if no process ends: its deadline, a SIGKILL."""
-        times = [t for t in (self.kill_at, None if self.verdict else self.deadline) if t]
-        return min(times, default=None)
-
     def tick(self, now: datetime) -> bool:
         """Advance the Job as its controller would; whether anything the core sees changed."""
         changed = False

@@ -36,8 +36,10 @@ DEFAULT_NAMESPACE = "local"  # KUBEDAG_NAMESPACE of a run without metadata.names
 # A deleted Job's processes get SIGTERM, then SIGKILL this much later (a pod's default is 30 s:
 # locally nobody wants to wait that long for a cancelled run to end).
 TERMINATION_GRACE_SECONDS = 5
-# How often processes are looked at between passes; a pass also runs at least this often.
+# How often processes are looked at between passes.
 POLL_SECONDS = 0.05
+# A pass runs at least this often even when nothing happened, like the operator's periodic
+# resync: cheap insurance against a change no tick reported.
 RESYNC_SECONDS = 1.0
 
 StatusCallback = Callable[[PipelineRunStatus], None]
@@ -188,13 +190,9 @@ class _LocalLoop:
 
     def _wait(self, requeue_after: float | None, cancel: threading.Event | None) -> None:
         """Until a process ends, a Job's deadline, the plan's requeue time or a cancel."""
-        start = _now()
-        until = start + timedelta(seconds=RESYNC_SECONDS if requeue_after is None
-                                  else min(requeue_after, RESYNC_SECONDS))
-        for job in self.jobs.values():
-            due = job.next_event()
-            if due is not None:
-                until = min(until, due)
+        # Job deadlines need no timer: tick() sees them pass, as it sees processes end.
+        until = _now() + timedelta(seconds=RESYNC_SECONDS if requeue_after is None
+                                   else min(requeue_after, RESYNC_SECONDS))
         while True:
             now = _now()
             changed = [job.tick(now) for job in list(self.jobs.values())]
