@@ -23,8 +23,9 @@ def _command(stage: dict[str, Any], host: dict[str, str] | None = None) -> Any:
 
 def test_a_processor_stage_runs_the_given_worker_command_with_the_jobs_arguments() -> None:
     command = _command({"name": "s", "processor": "m:f", "args": ["--x", "1"]})
-    assert command.argv == ("py", "-m", "kubedag.worker", "run", "--x", "1")
+    assert command.argv == ("py", "-m", "kubedag.worker", "run")
     assert command.env["KUBEDAG_PROCESSOR"] == "m:f"
+    assert command.env["KUBEDAG_ARGS"] == '["--x", "1"]'  # the processor's context.args
     assert command.env["KUBEDAG_WORKSPACE"] == str(WORKSPACE)
     assert command.env["KUBEDAG_NAMESPACE"] == "team"
     assert "KUBEDAG_POD_NAME" not in command.env  # progress is logged, no pod is patched

@@ -23,7 +23,6 @@ from kubedag.api import (
     find_condition,
 )
 from kubedag.core import reasons
-from kubedag.local.run import TERMINATION_GRACE_SECONDS
 from tests.unit.local.support import local, phases, python_stage, reporting
 
 REPO = Path(__file__).resolve().parents[3]
@@ -120,7 +119,8 @@ def test_a_stage_timeout_kills_the_process_and_fails_the_stage(tmp_path: Path) -
         reporting("after", {}, dependsOn=["slow"]),
     ], workspace=tmp_path)
 
-    assert time.monotonic() - started < 1 + TERMINATION_GRACE_SECONDS
+    # Well before the stage's own 60 s: the deadline stopped it (a loose bound: machines are busy).
+    assert time.monotonic() - started < 30
     assert result.status.phase == RunPhase.FAILED
     slow = (result.status.stages or {})["slow"]
     assert (slow.phase, slow.reason) == (StagePhase.FAILED, reasons.DEADLINE_EXCEEDED)
@@ -205,7 +205,8 @@ def test_cancel_stops_the_running_stage_and_skips_the_rest(tmp_path: Path) -> No
     result = local([long, reporting("then", {}, dependsOn=["long"])],
                    workspace=tmp_path, cancel=cancel)
 
-    assert time.monotonic() - started < 2 + TERMINATION_GRACE_SECONDS
+    # Well before the stage's own 60 s: the cancel stopped it (a loose bound: machines are busy).
+    assert time.monotonic() - started < 30
     assert result.status.phase == RunPhase.CANCELLED
     stages = result.status.stages or {}
     assert (stages["long"].phase, stages["long"].reason) == (StagePhase.CANCELLED,
