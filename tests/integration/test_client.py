@@ -173,6 +173,8 @@ def test_logs_say_when_pods_have_no_logs_and_show_the_termination_message(
     lines = [str(line) for line in handle.logs()]
     text = "\n".join(lines)
     assert lines[0].startswith("[a:0] "), text
+    # kwok's nodes keep no logs: said as such, not as a missing pod.
+    assert "[a:0] no logs from pod logs-a-1-" in text and "is gone" not in text
     assert '[a:0] exited 0 (Completed), outputs: {"pages": 3}' in text
     assert "[b:0] exited 2 (Error)" in text
     assert "[c:0] skipped (UpstreamFailed" in text

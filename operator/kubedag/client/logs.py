@@ -165,6 +165,9 @@ class _PodReader:
         serialize = self.core.api_client.sanitize_for_serialization
         return [summarize_pod(serialize(p)) for p in listing.items]
 
+    def exists(self, pod_name: str) -> bool:
+        return any(p.name == pod_name for p in self.pods())
+
     def wait_started(self, pod: PodSummary) -> PodSummary:
         """The pod once it has left Pending (its logs exist), or gone, or its stage ended."""
         while pod.phase == "Pending":
@@ -188,13 +191,12 @@ class _PodReader:
             finally:
                 response.release_conn()
         except ApiException as error:
-            if error.status == 404:
-                yield LogLine(pod.stage, pod.index, pod.attempt,
-                              f"pod {pod.name} is gone", note=True)
-            else:
-                yield LogLine(pod.stage, pod.index, pod.attempt,
-                              f"no logs from pod {pod.name}: {_short(api_message(error))}",
-                              note=True)
+            # 404 also comes from a node that keeps no logs (a virtual kubelet, say): only a
+            # pod that no longer exists is "gone".
+            gone = error.status == 404 and not self.exists(pod.name)
+            text = (f"pod {pod.name} is gone" if gone
+                    else f"no logs from pod {pod.name}: {_short(api_message(error))}")
+            yield LogLine(pod.stage, pod.index, pod.attempt, text, note=True)
         except HTTPError as error:
             yield LogLine(pod.stage, pod.index, pod.attempt,
                           f"no logs from pod {pod.name}: {error}", note=True)
