@@ -49,9 +49,14 @@ class TreeRow:
     run: str
     message: str
 
+    @property
+    def label(self) -> str:
+        """The glyph and the name (branch rows such as "finally" have no glyph)."""
+        return f"{self.glyph} {self.name}" if self.glyph else self.name
+
     def cells(self) -> tuple[str, ...]:
-        return (f"{self.branch}{self.glyph} {self.name}", self.phase, self.attempt,
-                self.fan_out, self.wait, self.run, self.message)
+        return (f"{self.branch}{self.label}", self.phase, self.attempt, self.fan_out,
+                self.wait, self.run, self.message)
 
 
 def tree_rows(result: RunResult) -> list[TreeRow]:
@@ -96,7 +101,7 @@ def run_table(result: RunResult) -> Table:
     for row in tree_rows(result):
         style = PHASE_STYLES.get(row.phase, "")
         first = Text(row.branch)
-        first.append(f"{row.glyph} {row.name}" if row.glyph else row.name, style=style)
+        first.append(row.label, style=style)
         table.add_row(first, Text(row.phase, style=style), *row.cells()[2:])
     return table
 
