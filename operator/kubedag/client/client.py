@@ -18,6 +18,7 @@ from kubedag.client.objects import (
     REQUEST_TIMEOUT_SECONDS,
     as_object,
     parse_run,
+    pipeline_name,
     result_of,
     without_server_fields,
 )
@@ -82,15 +83,15 @@ class Client:
         return handle
 
     def list_run_objects(self, pipeline: str | None = None) -> list[PipelineRun]:
-        """The namespace's runs, newest first; only those of `pipeline` (by pipelineRef)."""
+        """The namespace's runs, newest first; only those of `pipeline` if given (by
+        pipelineRef, or the `kubedag.io/pipeline` label of inline runs)."""
         with api_errors(f"listing runs in namespace {self.namespace}"):
             listing = as_object(self.custom.list_namespaced_custom_object(
                 contract.API_GROUP, contract.API_VERSION, self.namespace, PLURAL_RUNS,
                 _request_timeout=REQUEST_TIMEOUT_SECONDS))
         runs = [parse_run(item) for item in listing.get("items", [])]
         if pipeline is not None:
-            runs = [r for r in runs
-                    if r.spec.pipeline_ref is not None and r.spec.pipeline_ref.name == pipeline]
+            runs = [r for r in runs if pipeline_name(r) == pipeline]
         # Names break ties between runs created in the same second, so the order is stable.
         runs.sort(key=lambda r: (r.metadata.get("creationTimestamp", ""), r.metadata["name"]),
                   reverse=True)
@@ -140,6 +141,8 @@ class Client:
 
 def _connect(config_file: str | None, context: str | None) -> tuple[k8s.ApiClient, str | None]:
     """An API client and the context's namespace, from a kubeconfig or the pod's account."""
+    if config_file is not None and not Path(config_file).is_file():
+        raise ClientError(f"kubeconfig {config_file}: no such file")
     try:
         with api_errors("loading the kubeconfig"):
             contexts, active = _config.list_kube_config_contexts(config_file)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from kubedag import contract
 from kubedag.api import PipelineRun
 from kubedag.core.runview import RunResult
 
@@ -32,6 +33,16 @@ def without_server_fields(body: dict[str, Any]) -> dict[str, Any]:
 def parse_run(body: dict[str, Any]) -> PipelineRun:
     """A PipelineRun from the API server's JSON."""
     return PipelineRun.model_validate(without_server_fields(body))
+
+
+def pipeline_name(run: PipelineRun) -> str | None:
+    """The pipeline a run belongs to: its pipelineRef, else the `kubedag.io/pipeline` label
+    that `kubedag submit` and the SDK put on runs of an inline pipeline."""
+    if run.spec.pipeline_ref is not None:
+        return run.spec.pipeline_ref.name
+    labels = run.metadata.get("labels") or {}
+    name = labels.get(contract.LABEL_PIPELINE)
+    return str(name) if name else None
 
 
 def result_of(run: PipelineRun) -> RunResult:
