@@ -294,6 +294,8 @@ def _format_bytes(value: float) -> str:
 
 
 def _format_resources(resources: Mapping[str, float]) -> str:
-    parts = [f"{name} {_format_bytes(amount) if name in (MEMORY, EPHEMERAL_STORAGE) else
-                       _format_number(amount)}" for name, amount in resources.items()]
+    parts = []
+    for name, amount in resources.items():
+        is_bytes = name in (MEMORY, EPHEMERAL_STORAGE)
+        parts.append(f"{name} {_format_bytes(amount) if is_bytes else _format_number(amount)}")
     return ", ".join(parts) or "nothing"

@@ -221,7 +221,7 @@ class Pipeline:
         if up not in depends_on:
             fields["depends_on"] = [*depends_on, up]
 
-    def override_step(self, name: str, **fields: Any) -> None:
+    def override_step(self, name: str, /, **fields: Any) -> None:
         """Change fields of an existing step (same arguments as `add_step`; templates use it).
 
         A field set to None goes back to its default: `override_step("ocr", retry=None)`.
@@ -410,12 +410,14 @@ class Pipeline:
         """Critical-path time and peak resources; with a client, also past runs' median
         durations and the stages no node can hold (see `kubedag.core.estimate`)."""
         from kubedag.core.estimate import estimate
-        from kubedag.sdk import cluster
 
         spec = self.build()
-        history = cluster.stage_durations(client, self.name) if client is not None else None
-        nodes = cluster.node_capacities(client) if client is not None else None
-        return estimate(spec, history=history, nodes=nodes)
+        if client is None:
+            return estimate(spec)
+        from kubedag.sdk import cluster
+
+        return estimate(spec, history=cluster.stage_durations(client, self.name),
+                        nodes=cluster.node_capacities(client))
 
     # --- running ---------------------------------------------------------------------------
 
