@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kubedag.sdk.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
-    from kubedag.api import EnvVar, FanOut, OutputSpec, ParamSpec, Resources, RetryPolicy
+    from kubedag.api import EnvVar, FanOut, OutputSpec, ParamSpec, RetryPolicy
 
 Seconds = int | float | timedelta
 # `Pipeline(params={...})`: a Python type declares a required parameter of that type, any other

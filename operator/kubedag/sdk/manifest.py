@@ -25,10 +25,10 @@ from kubedag.core.dag import FieldError
 from kubedag.core.params import resolve_params
 from kubedag.core.validation import model_errors, validate_pipeline
 from kubedag.sdk.errors import PipelineDefinitionError
+from kubedag.sdk.loading import MANIFEST_SUFFIXES
 from kubedag.sdk.report import Report, step_names_by_path
 
 API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
-_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 # --- building ------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def dump_json(data: Mapping[str, Any]) -> str:
 def _text_of(text_or_path: str | Path) -> str:
     """A Path, a file name ending in .yaml/.yml/.json, or the manifest text itself."""
     if isinstance(text_or_path, Path) or (
-        "\n" not in text_or_path and text_or_path.endswith(_MANIFEST_SUFFIXES)
+        "\n" not in text_or_path and text_or_path.endswith(MANIFEST_SUFFIXES)
     ):
         return Path(text_or_path).read_text(encoding="utf-8")
     return text_or_path

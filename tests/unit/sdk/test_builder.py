@@ -79,7 +79,8 @@ def test_finally_steps_and_unique_names() -> None:
     p.add_step("a", image="x")
     p.finally_step("report", image="x", command=["echo"])
     assert [s.name for s in p.build().finally_ or []] == ["report"]
-    with pytest.raises(PipelineDefinitionError, match=r"step 'report' is already defined .*finally"):
+    with pytest.raises(PipelineDefinitionError,
+                       match=r"step 'report' is already defined .*finally"):
         p.add_step("report", image="x")
 
 

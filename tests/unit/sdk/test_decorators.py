@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from examples.sdk import etl
 from mypy import api as mypy_api
 
-from examples.sdk import etl
 from kubedag import contract
 from kubedag.sdk import Pipeline, PipelineDefinitionError
 

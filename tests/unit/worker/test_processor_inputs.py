@@ -19,7 +19,7 @@ def merge(context: Context, extract_text: dict[str, Any], clean: dict[str, Any])
 
 
 # The SDK maps parameters to stage names: `extract_text` reads the stage `extract-text`.
-setattr(merge, contract.PROCESSOR_INPUTS_ATTRIBUTE,  # noqa: B010 - the name is a constant
+setattr(merge, contract.PROCESSOR_INPUTS_ATTRIBUTE,
         {"extract_text": "extract-text", "clean": "clean"})
 
 
