@@ -91,3 +91,17 @@ def test_submit_refuses_bad_params_before_the_cluster_sees_them(
     with pytest.raises(PipelineDefinitionError, match=r"spec\.params\.files: required"):
         p.submit(params={"language": "de"}, client=client)
     assert client.list_run_objects("sdk-docs") == []
+
+
+def test_validate_with_a_client_asks_the_api_server_too_and_stores_nothing(
+    cluster: Cluster, crds: None, client: Client, namespace: str
+) -> None:
+    p = documents(cluster)
+    assert p.validate(client=client).ok
+    stored = client.custom.list_namespaced_custom_object(
+        "kubedag.io", "v1alpha1", namespace, "pipelines")
+    assert stored["items"] == []  # a dry run
+    p.namespace = "no-such-namespace-sdk"
+    report = p.validate(client=client)
+    assert [e.path for e in report.errors] == ["(server)"]
+    assert "not found" in report.errors[0].message

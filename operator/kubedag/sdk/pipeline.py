@@ -22,13 +22,13 @@ from kubedag import contract
 from kubedag.sdk import friendly
 from kubedag.sdk.errors import PipelineDefinitionError
 from kubedag.sdk.functions import mark_inputs, processor_reference, upstream_parameters
+from kubedag.sdk.report import Report
 
 if TYPE_CHECKING:
     from kubedag import api
     from kubedag.client import Client, RunHandle
     from kubedag.core.estimate import Estimate
     from kubedag.core.runview import RunResult
-    from kubedag.sdk.report import Report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -398,13 +398,23 @@ class Pipeline:
 
     # --- checking --------------------------------------------------------------------------
 
-    def validate(self) -> Report:
+    def validate(self, *, client: Client | None = None) -> Report:
         """Every problem the operator would report, offline: the CRD schema and its rules (as
         the API models check them), the DAG (duplicates, unknown dependencies, cycles with
-        their path), `when` CEL expressions, `$(...)` references and params."""
+        their path), `when` CEL expressions, `$(...)` references and params.
+
+        With a client, a pipeline that passes offline is also created as a server-side dry run
+        (nothing is stored), so the CRD installed on that cluster has its say too.
+        """
         from kubedag.sdk import manifest
 
-        return manifest.validate_document(self._raw_document())
+        report = manifest.validate_document(self._raw_document())
+        if client is None or not report.ok:
+            return report
+        from kubedag.sdk import cluster
+
+        return Report(report.pipeline, cluster.server_errors(client, self.to_document()),
+                      report.step_names)
 
     def estimate(self, *, client: Client | None = None) -> Estimate:
         """Critical-path time and peak resources; with a client, also past runs' median
