@@ -29,30 +29,47 @@ def extract_txt(path: Path) -> Extracted:
 
 
 class _HtmlText(HTMLParser):
-    """Collects visible text; block elements end a line so words do not run together."""
+    """Collects visible text, keeping the word boundaries that the markup implies.
+
+    A browser never renders two blocks, two table cells or two list items as one word, but in
+    the source they are often written back to back (`<td>alpha</td><td>beta</td>`). So every
+    element that is not inline text ends a line (blocks, list items, definition terms and
+    descriptions, table rows) or, within a table row, a cell ends with a tab; inline elements
+    (`<b>`, `<a>`, `<span>`) add nothing, so `one<b>two</b>` stays one word.
+    """
 
     _SKIP = frozenset({"script", "style", "head", "template", "noscript"})
     _BLOCK = frozenset(
-        {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
-         "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr"}
+        {"address", "article", "aside", "blockquote", "br", "caption", "dd", "details", "dialog",
+         "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
+         "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "legend", "li", "main", "menu", "nav",
+         "ol", "option", "p", "pre", "section", "summary", "table", "tbody", "tfoot", "thead",
+         "title", "tr", "ul"}
     )
+    _CELL = frozenset({"td", "th"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skipping = 0
 
+    def _separate(self, tag: str) -> None:
+        if tag in self._BLOCK:
+            self.parts.append("\n")
+        elif tag in self._CELL:
+            self.parts.append("\t")
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self._skipping += 1
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
+        else:
+            self._separate(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
+        else:
+            self._separate(tag)
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
