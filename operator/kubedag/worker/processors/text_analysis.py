@@ -42,6 +42,12 @@ _STOPWORD_LIST = """
 STOPWORDS = frozenset(_STOPWORD_LIST.split())
 # Personal titles: the name that follows is a person's; the title is not part of the name.
 TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "prof", "professor", "sir", "dame"})
+# Capitalized, but not names.
+_NOT_NAMES = frozenset(
+    {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+     "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
+     "saturday", "sunday"}
+)
 # Lowercase words that may join two capitalized ones inside a name (Bank of England).
 _NAME_CONNECTORS = frozenset({"of", "de", "del", "der", "van", "von", "la", "le", "du", "&"})
 # Periods that do not end a sentence.
@@ -272,7 +278,7 @@ def _mention_from_run(
         lowercase = None
     while run and run[-1][2].casefold() in _NAME_CONNECTORS:
         run = run[:-1]
-    if not run or all(word.casefold() in STOPWORDS for _s, _e, word in run):
+    if not run or all(word.casefold() in STOPWORDS | _NOT_NAMES for _s, _e, word in run):
         return None
     if run[-1][2].casefold().rstrip(".") in _ORGANIZATION_WORDS:
         kind = "organization"
@@ -349,6 +355,9 @@ def _masked(sentence: str, sentence_mentions: list[Mention]) -> str:
     for index, mention in enumerate(sentence_mentions):
         out += [sentence[cursor : mention["start"]], _PLACEHOLDER.format(index)]
         cursor = mention["end"]
+        last_word = mention["text"].rsplit(None, 1)[-1].casefold()
+        if sentence[cursor : cursor + 1] == "." and last_word in _ABBREVIATIONS:
+            cursor += 1  # `Acme Inc. is based in Berlin`: the period is the name's
     out.append(sentence[cursor:])
     return "".join(out)
 
