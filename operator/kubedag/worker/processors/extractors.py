@@ -83,15 +83,17 @@ def extract_html(path: Path) -> Extracted:
     return Extracted("".join(parser.parts))
 
 
-# Markdown syntax to strip, in order; each keeps the human-readable part.
+# Markdown syntax to strip, in order; each keeps the human-readable part. Line-start rules match
+# spaces and tabs only ([ \t], not \s): \s would also eat the blank line before a heading or a
+# list, gluing it to the previous paragraph.
 _MARKDOWN_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^\s*(```|~~~).*$", re.MULTILINE), ""),  # code fences (keep the code)
+    (re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE), ""),  # code fences (keep the code)
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images -> alt text
     (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links -> link text
-    (re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE), ""),  # headings
-    (re.compile(r"^\s{0,3}>\s?", re.MULTILINE), ""),  # block quotes
-    (re.compile(r"^\s*([-*+]|\d+[.)])\s+", re.MULTILINE), ""),  # list markers
-    (re.compile(r"^\s*([-*_]\s*){3,}$", re.MULTILINE), ""),  # horizontal rules
+    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE), ""),  # headings
+    (re.compile(r"^[ \t]{0,3}>[ \t]?", re.MULTILINE), ""),  # block quotes
+    (re.compile(r"^[ \t]*([-*+]|\d+[.)])[ \t]+", re.MULTILINE), ""),  # list markers
+    (re.compile(r"^[ \t]*([-*_][ \t]*){3,}$", re.MULTILINE), ""),  # horizontal rules
     (re.compile(r"(\*\*|\*|~~|`)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # emphasis, inline code
     (re.compile(r"(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # not inside snake_case
     (re.compile(r"<[^>]+>"), ""),  # inline HTML

@@ -1,5 +1,6 @@
-"""The HTML extractor keeps the word boundaries the markup implies (issue 12: table cells and
-definition lists used to run together, `<td>alpha</td><td>beta</td>` → `alphabeta`)."""
+"""The extractors keep the boundaries the markup implies: HTML table cells and definition lists
+used to run together (`<td>alpha</td><td>beta</td>` → `alphabeta`, issue 12), and a Markdown
+heading or list swallowed the blank line before it, joining the previous paragraph."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubedag.worker.processors.documents import normalize_text
-from kubedag.worker.processors.extractors import extract_html
+from kubedag.worker.processors.extractors import extract_html, strip_markdown
 
 
 def _text(tmp_path: Path, html: str) -> str:
@@ -47,3 +48,9 @@ def test_inline_markup_keeps_a_word_whole(tmp_path: Path) -> None:
 def test_cells_in_a_row_stay_on_one_line(tmp_path: Path) -> None:
     html = "<table><tr><td>a</td><td>b</td><td>c</td></tr><tr><td>d</td></tr></table>"
     assert _text(tmp_path, html).split("\n") == ["a b c", "d"]
+
+
+def test_markdown_headings_and_lists_keep_the_paragraph_break_before_them() -> None:
+    text = "Intro.\n\n## Title\n\nText.\n\n- one\n- two\n\n1. first\n\n> quoted\n\n---\nend"
+    expected = "Intro.\n\nTitle\n\nText.\n\none\ntwo\n\nfirst\n\nquoted\n\n\nend"
+    assert strip_markdown(text) == expected
