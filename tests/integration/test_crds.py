@@ -69,6 +69,20 @@ def test_invalid_manifest_is_rejected_naming_the_field(
     assert f"{expected.group(1)}:" in result.stderr, result.stderr
 
 
+def test_duplicate_stage_names_are_blamed_once_on_the_duplicate(
+    crd_cluster: Cluster, namespace: str
+) -> None:
+    """Not also on dependsOn: the dependency rule's name map would fail on the repeated key.
+    (`create`: server-side apply stops earlier, at building the patch, with its own message.)"""
+    result = crd_cluster.kubectl(
+        "create", "-n", namespace,
+        "-f", str(EXAMPLES / "invalid" / "duplicate-stage.yaml"), check=False,
+    )
+    assert 'spec.stages[1]: Duplicate value: {"name":"a"}' in result.stderr, result.stderr
+    assert "insert failed" not in result.stderr, result.stderr
+    assert "dependsOn" not in result.stderr, result.stderr
+
+
 def explain(cluster: Cluster, field: str) -> str:
     """`kubectl explain`, retried: the OpenAPI document lags a CRD's Established condition."""
 

@@ -21,6 +21,8 @@ MAX_FINALLY_STAGES = 20
 MAX_PARAMS = 64
 # CEL: the set of main stage names, as a map for constant-cost `in` lookups.
 _STAGE_NAMES = "self.stages.transformMapEntry(i, s, {s.name: true})"
+# CEL: true when two main stages share a name (then _STAGE_NAMES would fail to evaluate).
+_HAS_DUPLICATES = "size(self.stages.map(s, s.name).distinct()) != size(self.stages)"
 
 
 class PipelineDefaults(ApiModel):
@@ -68,23 +70,31 @@ class PipelineSpec(ApiModel):
         json_schema_extra={
             # `[expr].all(names, ...)` binds `names` once (CRD CEL has no cel.bind): a map
             # lookup per dependency keeps the estimated cost linear in the number of stages.
+            # `transformMapEntry` fails on a repeated key, so each rule lets duplicate names
+            # through (CEL's `||` absorbs an error when the other side is true): the list's
+            # map keys already reject them with "Duplicate value" at the right index, and a
+            # second, misleading message about dependsOn helps nobody. The duplicate check
+            # (quadratic) comes second so that a valid pipeline never pays for it. A
+            # messageExpression naming the missing stage is beyond the API server's cost
+            # budget for 1,000 stages; `kubedag lint` and the Pipeline's Valid condition do.
             "x-kubernetes-validations": [
                 cel_rule(
                     f"[{_STAGE_NAMES}].all(names, self.stages.all(s, "
-                    "!has(s.dependsOn) || s.dependsOn.all(d, d in names)))",
-                    "every dependsOn must name a stage in stages",
+                    f"!has(s.dependsOn) || s.dependsOn.all(d, d in names))) || {_HAS_DUPLICATES}",
+                    "every dependsOn must name a stage in stages (`kubedag lint` names the "
+                    "stage and the missing dependency)",
                     field_path=".stages",
                 ),
                 cel_rule(
                     f"!has(self.finally) || [{_STAGE_NAMES}].all(names, "
-                    "self.finally.all(f, !(f.name in names)))",
+                    f"self.finally.all(f, !(f.name in names))) || {_HAS_DUPLICATES}",
                     "finally stage names must differ from the names in stages",
                     field_path=".finally",
                 ),
                 cel_rule(
-                    f"!has(self.finally) || [{_STAGE_NAMES}].all(names, self.finally.all(f, "
-                    "!has(f.dependsOn) || f.dependsOn.all(d, "
-                    "d in names || self.finally.exists(g, g.name == d))))",
+                    f"!has(self.finally) || [{_STAGE_NAMES}].all(names, "
+                    "self.finally.all(f, !has(f.dependsOn) || f.dependsOn.all(d, "
+                    f"d in names || self.finally.exists(g, g.name == d)))) || {_HAS_DUPLICATES}",
                     "every dependsOn of a finally stage must name a stage in stages or finally",
                     field_path=".finally",
                 ),

@@ -264,7 +264,11 @@ class Stage(ApiModel):
         "dependents of a failed non-critical stage are skipped.",
     )
     fan_out: FanOut | None = Field(
-        default=None, description="Run the stage once per item (in batches) as an Indexed Job."
+        default=None,
+        description="Run the stage once per item (in batches) as an Indexed Job. Its outputs "
+        "are then `count` (the number of pods, one per batch), `results` (each pod's "
+        "outputs, in index order; left out, with `truncated: true`, past 16 KiB) and, for "
+        "each output every pod reports as a number, its total over the pods (e.g. `pages`).",
     )
     priority: int = Field(
         default=0,

@@ -404,7 +404,17 @@ def _schedule(p: _Pass) -> None:
         else:
             finish_run(p.status, RunPhase.SUCCEEDED, reasons.SUCCEEDED,
                        f"All {len(everything)} stages done", p.facts.generation, p.now)
-            p.finished_event = Event("Normal", reasons.SUCCEEDED, "Run succeeded")
+            p.finished_event = _succeeded_event(p, everything)
+
+
+def _succeeded_event(p: _Pass, everything: list[Stage]) -> Event:
+    """A run that lost non-critical stages still succeeds, but says so where people look
+    first (`kubectl get events`, alerting on Warnings), not only in its Degraded condition."""
+    failed = [s.name for s in everything if _phase(p, s.name) == StagePhase.FAILED]
+    if not failed:
+        return Event("Normal", reasons.SUCCEEDED, "Run succeeded")
+    return Event("Warning", reasons.CONDITION_DEGRADED,
+                 f"Run succeeded degraded: non-critical stage(s) failed: {short_list(failed)}")
 
 
 def _running_count(p: _Pass) -> int:

@@ -338,7 +338,27 @@ def _merge_index_reports(
     results = [o for o, _, _ in reports]
     if not any(results):
         return {"count": total}, usage, None
-    merged: dict[str, Any] = {"count": total, "results": results}
+    totals = _numeric_totals(results)
+    merged: dict[str, Any] = {**totals, "count": total, "results": results}
     if len(json.dumps(merged)) > MAX_FANOUT_OUTPUT_BYTES:
-        merged = {"count": total, "truncated": True}
+        merged = {**totals, "count": total, "truncated": True}
     return merged, usage, None
+
+
+# What a fan-out stage's outputs always hold, whatever its pods report (see Stage.fanOut).
+FANOUT_OUTPUT_KEYS = frozenset({"count", "results", "truncated"})
+
+
+def _numeric_totals(results: list[dict[str, Any] | None]) -> dict[str, int | float]:
+    """Each output key that every index reports as a number, summed over the indexes: what
+    `when: stages.extract.outputs.pages > 0` means for a stage fanned out over documents."""
+    keyed = [r for r in results if r]
+    if not keyed:
+        return {}
+    common = set.intersection(*(set(r) for r in keyed)) - FANOUT_OUTPUT_KEYS
+    totals: dict[str, int | float] = {}
+    for key in sorted(common):
+        values = [r[key] for r in keyed]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            totals[key] = sum(values)
+    return totals

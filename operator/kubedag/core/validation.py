@@ -24,6 +24,7 @@ from kubedag.core.expressions import (
     compile_expression,
     substitution_references,
 )
+from kubedag.core.observe import FANOUT_OUTPUT_KEYS
 
 __all__ = ["FieldError", "validate_pipeline"]
 
@@ -137,7 +138,9 @@ def _reference_errors(
 ) -> list[FieldError]:
     params = _declared_params(raw.get("params"))
     declared_outputs = {
+        # A fan-out stage also has the outputs kubedag adds to what its pods report.
         _name(s): {o.get("name") for o in s["outputs"] if isinstance(o, Mapping)}
+        | (FANOUT_OUTPUT_KEYS if s.get("fanOut") else set())
         for s in [*stages, *finals]
         if isinstance(s.get("outputs"), list) and s["outputs"]
     }

@@ -349,6 +349,10 @@ def test_non_critical_failure_skips_dependants_but_siblings_continue() -> None:
     plan = decide(f, at(30))
     assert plan.status.phase == RunPhase.SUCCEEDED  # a non-critical failure does not fail it
     assert condition(plan, reasons.CONDITION_DEGRADED) is not None
+    # ...and its last Event says so, as a Warning, instead of a plain "Run succeeded".
+    last = plan.events[-1]
+    assert (last.type, last.reason) == ("Warning", reasons.CONDITION_DEGRADED)
+    assert "opt" in last.message and "degraded" in last.message
 
 
 # --- when ----------------------------------------------------------------------------------------
@@ -605,7 +609,7 @@ def test_fan_out_stage_is_an_indexed_job_and_counts_its_indexes() -> None:
     plan = decide(f, at(9))
     cp = checkpoint(plan, "split")
     assert cp.phase == S
-    assert cp.outputs == {"count": 4, "results": [{"n": i} for i in range(4)]}
+    assert cp.outputs == {"n": 6, "count": 4, "results": [{"n": i} for i in range(4)]}
     assert plan.status.phase == RunPhase.SUCCEEDED
 
 

@@ -214,7 +214,7 @@ def test_fan_out_success_merges_outputs_and_usage_in_index_order() -> None:
                 finished=at(i)) for i in (2, 0, 1)]
     result = attempt_outcome(job("a", completions=3), pods)
     assert result.outcome is Outcome.SUCCEEDED
-    assert result.outputs == {"count": 3, "results": [{"i": 0}, {"i": 1}, {"i": 2}]}
+    assert result.outputs == {"i": 3, "count": 3, "results": [{"i": 0}, {"i": 1}, {"i": 2}]}
     assert result.usage == {"cpuSeconds": 3.0, "peakRssBytes": 20}
     assert result.finished == at(2)
 
@@ -226,6 +226,20 @@ def test_fan_out_without_outputs_and_with_huge_outputs() -> None:
     loud = attempt_outcome(job("a", completions=3),
                            [pod("a", index=i, outputs={"blob": big}) for i in range(3)])
     assert loud.outputs == {"count": 3, "truncated": True}
+
+
+def test_fan_out_totals_the_numbers_every_index_reports() -> None:
+    """`stages.extract.outputs.pages` of a fan-out stage is the total over its pods; keys that
+    are missing somewhere, or not numbers everywhere, stay in `results` only."""
+    reports = [{"pages": 3, "ratio": 0.5, "doc": "a", "ok": True, "count": 9},
+               {"pages": 4, "ratio": 0.25, "doc": "b", "ok": True, "count": 9, "extra": 1}]
+    result = attempt_outcome(job("a", completions=2),
+                             [pod("a", index=i, outputs=o) for i, o in enumerate(reports)])
+    assert result.outputs == {"pages": 7, "ratio": 0.75, "count": 2, "results": reports}
+    big = "x" * MAX_FANOUT_OUTPUT_BYTES
+    truncated = attempt_outcome(job("a", completions=2), [
+        pod("a", index=i, outputs={"pages": i + 1, "blob": big}) for i in range(2)])
+    assert truncated.outputs == {"pages": 3, "count": 2, "truncated": True}
 
 
 def test_fan_out_one_failed_index_fails_the_attempt() -> None:

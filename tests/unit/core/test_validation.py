@@ -89,6 +89,20 @@ def test_declared_outputs_are_a_contract() -> None:
     ]
 
 
+def test_a_fan_out_stage_also_has_the_outputs_kubedag_adds() -> None:
+    spec = {
+        "stages": [
+            stage("a", outputs=[{"name": "pages"}], fanOut={"items": [1, 2]}),
+            stage("b", "a", when="stages.a.outputs.count > 1 && stages.a.outputs.pages > 0",
+                  env=[{"name": "R", "value": "$(stages.a.outputs.results)"},
+                       {"name": "T", "value": "$(stages.a.outputs.total)"}]),
+        ]
+    }
+    assert validate_pipeline(spec) == [
+        FieldError("spec.stages[1].env[1].value", "stage 'a' declares no output 'total'")
+    ]
+
+
 def test_finally_rules() -> None:
     spec = {
         "stages": [stage("a")],

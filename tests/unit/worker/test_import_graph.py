@@ -1,8 +1,8 @@
 """The worker image holds only the worker runtime: its imports must never reach the operator's.
 
-The image installs kubedag/__init__.py, kubedag/contract.py and kubedag/worker/ with psutil and
-pypdf only (worker-image/constraints.txt). A fresh interpreter imports every kubedag.worker
-module and the console script's entry point, then lists what got loaded.
+The image installs kubedag/__init__.py, kubedag/contract.py and kubedag/worker/ with psutil,
+pypdf and networkx only (worker-image/constraints.txt). A fresh interpreter imports every
+kubedag.worker module and the console script's entry point, then lists what got loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[3]
-FORBIDDEN = ("kubernetes", "kopf", "pydantic", "pydantic_core", "networkx", "celpy", "yaml",
+FORBIDDEN = ("kubernetes", "kopf", "pydantic", "pydantic_core", "celpy", "yaml",
              "aiohttp", "prometheus_client")
 WORKER_IMAGE_MODULES = ("kubedag", "kubedag.contract", "kubedag.worker")
 
@@ -74,11 +74,11 @@ def test_worker_constraints_pin_exactly_the_worker_dependencies() -> None:
         if line.strip() and not line.startswith("#"):
             name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip()).groups()  # type: ignore[union-attr]
             pins[name.lower()] = version
-    assert set(pins) == {"psutil", "pypdf"}
+    assert set(pins) == {"psutil", "pypdf", "networkx"}
     for name, version in pins.items():
         assert declared[name].specifier.contains(version), (name, version)
     dockerfile = (REPO / "worker-image" / "Dockerfile").read_text()
-    assert "--constraint constraints.txt psutil pypdf" in dockerfile
+    assert "--constraint constraints.txt psutil pypdf networkx" in dockerfile
     assert "pip install --no-deps /src" in dockerfile
 
 
