@@ -20,6 +20,8 @@ from kubedag.templates import (
     template_info,
 )
 from kubedag.worker.loader import load_processor
+from kubedag.worker.processors.vector_index import query
+from tests.unit.worker.template_support import corpus_workspace, stage_context
 
 PACKAGE_DIR = Path(templates.__file__).parent
 BUILTINS = {
@@ -125,3 +127,34 @@ def test_registration_refuses_taken_and_malformed_names() -> None:
     assert template_info("rag").description == "replaced"
     with pytest.raises(ValueError, match="DNS-1123"):
         register_template("My_Template", lambda: Pipeline("x"), category="c", description="d")
+
+
+@pytest.mark.parametrize(
+    ("name", "last_outputs"),
+    [
+        ("document-processing", {"nodes": 17, "edges": 29, "entities": 11, "similar": 1,
+                                 "conflicts": 2}),
+        ("rag", {"documents": 3, "vectors": 5, "dims": 256, "index": "index"}),
+        ("knowledge-graph", {"nodes": 14, "edges": 12, "components": 3}),
+    ],
+)
+def test_a_template_runs_end_to_end_on_the_sample_corpus(
+    tmp_path: Path, name: str, last_outputs: dict[str, object]
+) -> None:
+    """The template's own stages, processors and param defaults, in order, as pods would run
+    them (the counts are worked out in tests/unit/worker/test_*_stages.py)."""
+    spec = from_template(name).build()
+    params = {p.name: p.default for p in spec.params or ()}
+    workspace = corpus_workspace(tmp_path)
+    done: set[str] = set()
+    outputs: dict[str, object] = {}
+    for stage in spec.stages:
+        assert set(stage.depends_on or ()) <= done, f"{stage.name} listed before its inputs"
+        assert stage.processor is not None
+        context = stage_context(workspace, params, stage=stage.name)
+        outputs = load_processor(stage.processor)(context)
+        done.add(stage.name)
+    assert {key: outputs[key] for key in last_outputs} == last_outputs
+    if name == "rag":
+        (best,) = query(workspace / "index", "battery cathode chemistry", k=1)
+        assert best["doc"] == "globex.txt" and "lithium iron phosphate" in best["text"]
