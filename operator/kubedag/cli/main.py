@@ -1,0 +1,483 @@
+"""The `kubedag` command (also installed as `kubectl-kubedag`): submit, watch and steer runs.
+
+Exit codes, the same for `submit --wait`, `submit --watch`, `watch` and `retry --wait`
+(`wrong exit codes are the top bug class of argo and tkn`, so they are tested one by one):
+
+    ====  ================================================================================
+    code  meaning
+    ====  ================================================================================
+    0     the run succeeded (also Degraded), or the command did what it was asked
+    1     the run failed
+    2     the run was cancelled
+    3     timed out: the run's timeoutSeconds passed, or --timeout passed while waiting
+    4     usage or client error: bad flags, file not found, invalid pipeline, malformed -p,
+          API errors (NotFound, Forbidden, unreachable server); one line, no traceback
+    ====  ================================================================================
+
+Global options (--kubeconfig, --context, -n/--namespace) may come before or after the
+command, as with kubectl. `@latest` names the newest run of the namespace wherever a run is
+expected. Read commands take `-o json|yaml`. Without a terminal, `watch` prints one line per
+transition.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from kubedag import contract
+from kubedag.api import PipelineRun, PipelineRunSpec, PipelineSpec
+from kubedag.cli.graph import render_graph
+from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
+from kubedag.cli.params import ParamError, declared_types, parse_params
+from kubedag.client import Client, ClientError, RunHandle
+from kubedag.client.display import run_table
+from kubedag.client.objects import pipeline_name, result_of
+from kubedag.core.naming import label_value
+from kubedag.core.params import resolve_params
+from kubedag.core.runview import (
+    EXIT_CODES_HELP,
+    EXIT_SUCCEEDED,
+    EXIT_TIMED_OUT,
+    EXIT_USAGE,
+    RunResult,
+    format_seconds,
+)
+
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+
+
+class OutputFormat(StrEnum):
+    JSON = "json"
+    YAML = "yaml"
+
+
+class GraphFormatOption(StrEnum):
+    DOT = "dot"
+    MERMAID = "mermaid"
+
+
+class UsageError(Exception):
+    """A problem with what the user asked (exit code 4), reported as one line."""
+
+
+@dataclass
+class Connection:
+    """The global options; the client is made on first use, so offline commands (lint,
+    graph of a file) work without a kubeconfig."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.kubeconfig, self.context, self.namespace)
+        return self._client
+
+
+app = typer.Typer(
+    name="kubedag",
+    help="Submit, watch and steer kubedag pipeline runs.\n\n" + EXIT_CODES_HELP,
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+RunArg = Annotated[str, typer.Argument(help="Run name, or @latest for the newest run.")]
+OutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "-o", "--output", help="Print data as json or yaml instead of a table.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", min=0, help="Give up waiting after this many seconds (exit code 3).")]
+WatchOpt = Annotated[bool, typer.Option("--watch", help="Show stages live until the run ends.")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait quietly until the run ends.")]
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context to use.")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "-n", "--namespace", help="Namespace (default: the context's, else default).")] = None,
+) -> None:
+    ctx.obj = Connection(kubeconfig, context, namespace)
+
+
+def _connection(ctx: typer.Context) -> Connection:
+    connection: Connection = ctx.ensure_object(Connection)
+    return connection
+
+
+# --- output helpers ------------------------------------------------------------------------
+
+def _console(stream: IO[str] | None = None) -> Console:
+    out = stream or sys.stdout
+    # Pipes get wide lines: a table folded at 80 columns is hard to grep.
+    return Console(file=out, highlight=False, width=None if out.isatty() else 200)
+
+
+def _emit(data: Any, output: OutputFormat) -> None:
+    if output == OutputFormat.JSON:
+        print(json.dumps(data, indent=2, sort_keys=False, default=str))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+
+
+def _say(text: str, output: OutputFormat | None) -> None:
+    """A message for people: to stderr when stdout carries json/yaml."""
+    print(text, file=sys.stderr if output else sys.stdout, flush=True)
+
+
+def _show_run(result: RunResult, run: PipelineRun | None = None) -> None:
+    console = _console()
+    if run is not None:
+        created = run.metadata.get("creationTimestamp", "")
+        console.print(f"Name:       {result.name}\nNamespace:  {result.namespace}\n"
+                      f"Pipeline:   {pipeline_name(run) or '-'}\nCreated:    {created}")
+        if run.spec.params:
+            console.print(f"Params:     {json.dumps(run.spec.params, sort_keys=True)}")
+        if run.spec.resume_from:
+            console.print(f"ResumeFrom: {run.spec.resume_from}")
+        console.print()
+    console.print(run_table(result))
+
+
+def _finish(handle: RunHandle, *, watch: bool, timeout: float | None,
+            output: OutputFormat | None) -> int:
+    """Wait for the run (showing it with `watch`), print the outcome, return the exit code."""
+    stream = sys.stderr if output else sys.stdout
+    try:
+        result = (handle.watch(timeout=timeout, stream=stream) if watch
+                  else handle.wait(timeout))
+        code = result.exit_code
+    except TimeoutError as error:
+        print(f"timed out: {error}", file=sys.stderr)
+        result, code = handle.result(), EXIT_TIMED_OUT
+    if output:
+        _emit(result.to_dict(), output)
+    elif not watch:
+        _show_run(result)
+    return code
+
+
+# --- submitting ------------------------------------------------------------------------------
+
+def _run_to_submit(loaded: Loaded, params: dict[str, Any], name: str | None) -> PipelineRun:
+    """The PipelineRun to create: the file's own, else an inline run of its pipeline, named
+    after it and labelled with it (so `kubedag ls --pipeline` finds it)."""
+    if loaded.run is not None:
+        run = loaded.run.model_copy(deep=True)
+    else:
+        spec = loaded.spec
+        assert spec is not None  # a Loaded without a run has a pipeline
+        pipeline = label_value(loaded.name)
+        run = PipelineRun(metadata={"generateName": f"{loaded.name}-",
+                                    "labels": {contract.LABEL_PIPELINE: pipeline}},
+                          spec=PipelineRunSpec(pipeline_spec=spec))
+    if params:
+        run.spec.params = {**(run.spec.params or {}), **params}
+    if name:
+        run.metadata = {k: v for k, v in run.metadata.items() if k != "generateName"}
+        run.metadata["name"] = name
+    return run
+
+
+def _check_params(spec: PipelineSpec | None, run: PipelineRun, source: str) -> None:
+    if spec is None:
+        return  # a pipelineRef to a Pipeline on the cluster: the operator checks
+    _, errors = resolve_params(spec, run.spec.params)
+    if errors:
+        raise LoadError(source, errors)
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Option(
+        "-f", "--file", help="Pipeline YAML (Pipeline and/or PipelineRun), or pkg.module:attr "
+        "naming a pipeline built in Python.")],
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="NAME=VALUE, a YAML scalar or JSON (-p n=3, "
+        "-p files='[\"a\",\"b\"]'). Repeatable.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: generated).")] = None,
+    watch: WatchOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Submit a run of a pipeline; with --watch or --wait, exit with the run's exit code."""
+    if watch and wait:
+        raise UsageError("--watch and --wait exclude each other")
+    loaded = load(file)
+    params = parse_params(param or [], declared_types(loaded.spec))
+    run = _run_to_submit(loaded, params, name)
+    _check_params(loaded.spec, run, file)
+    client = _connection(ctx).client()
+    if loaded.run is not None:
+        for pipeline in loaded.pipelines:  # the run may reference them
+            client.apply_pipeline(pipeline)
+    handle = client.create_run(run)
+    _say(f"run {handle.name} created in namespace {handle.namespace}", output)
+    if watch or wait or timeout is not None:
+        raise typer.Exit(_finish(handle, watch=watch, timeout=timeout, output=output))
+    if output:
+        _emit(handle.result().to_dict(), output)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+@app.command()
+def get(ctx: typer.Context, run: RunArg, output: OutputOpt = None) -> None:
+    """Show a run as a tree: phase, attempt n/m, fan-out, wait and run time, message."""
+    handle = _connection(ctx).client().run(run)
+    obj = handle.get()
+    result = result_of(obj)
+    if output:
+        _emit(result.to_dict(), output)
+    else:
+        _show_run(result, obj)
+
+
+@app.command("ls")
+def list_runs(
+    ctx: typer.Context,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    output: OutputOpt = None,
+) -> None:
+    """List the namespace's runs, newest first."""
+    client = _connection(ctx).client()
+    runs = client.list_run_objects(pipeline)
+    if output:
+        _emit([result_of(r).to_dict() for r in runs], output)
+        return
+    if not runs:
+        print(f"no runs in namespace {client.namespace}")
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in ("NAME", "PIPELINE", "PHASE", "STAGES", "AGE", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    now = datetime.now(UTC)
+    for run in runs:
+        result = result_of(run)
+        done = sum(1 for s in result.stages.values() if s.phase.finished)
+        created = run.metadata.get("creationTimestamp")
+        age = (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds() \
+            if created else None
+        table.add_row(result.name, pipeline_name(run) or "-", result.phase.value,
+                      f"{done}/{len(result.stages)}", format_seconds(age),
+                      format_seconds(result.duration_seconds))
+    _console().print(table)
+
+
+@app.command("watch")
+def watch_run(ctx: typer.Context, run: RunArg, timeout: TimeoutOpt = None,
+              output: OutputOpt = None) -> None:
+    """Watch a run until it ends, and exit with its exit code."""
+    handle = _connection(ctx).client().run(run)
+    raise typer.Exit(_finish(handle, watch=True, timeout=timeout, output=output))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    run: RunArg,
+    stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
+    index: Annotated[int | None, typer.Option(
+        min=0, help="Only this fan-out index (completion index).")] = None,
+    follow: Annotated[bool, typer.Option(
+        "-f", "--follow", help="Keep streaming, through stages that start later, until the "
+        "run ends.")] = False,
+    output: OutputOpt = None,
+) -> None:
+    """Print the logs of a run's pods in DAG order, each line prefixed [stage:index]."""
+    handle = _connection(ctx).client().run(run)
+    lines = handle.logs(stage=stage, index=index, follow=follow)
+    if output == OutputFormat.YAML:
+        _emit([_log_record(line) for line in lines], output)
+        return
+    for line in lines:
+        text = json.dumps(_log_record(line)) if output else str(line)
+        print(text, flush=True)
+
+
+def _log_record(line: Any) -> dict[str, Any]:
+    return {"stage": line.stage, "index": line.index, "attempt": line.attempt,
+            "text": line.text, "note": line.note}
+
+
+# --- steering ----------------------------------------------------------------------------
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    run: RunArg,
+    from_stage: Annotated[str | None, typer.Option(
+        "--from", help="Run this stage and everything after it again (it must not have "
+        "succeeded: succeeded stages are reused).")] = None,
+    watch: WatchOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Start a new run that reuses this run's succeeded stages (spec.resumeFrom)."""
+    if watch and wait:
+        raise UsageError("--watch and --wait exclude each other")
+    handle = _connection(ctx).client().run(run).retry(from_stage=from_stage)
+    _say(f"run {handle.name} created, resuming from {run if run != '@latest' else 'the latest'}",
+         output)
+    if watch or wait or timeout is not None:
+        raise typer.Exit(_finish(handle, watch=watch, timeout=timeout, output=output))
+    if output:
+        _emit(handle.result().to_dict(), output)
+
+
+@app.command()
+def suspend(ctx: typer.Context, run: RunArg) -> None:
+    """Start no new stages (running ones finish); the run shows Paused."""
+    handle = _connection(ctx).client().run(run)
+    handle.suspend()
+    print(f"run {handle.name} suspended")
+
+
+@app.command()
+def resume(ctx: typer.Context, run: RunArg) -> None:
+    """Let a suspended run start stages again."""
+    handle = _connection(ctx).client().run(run)
+    handle.resume()
+    print(f"run {handle.name} resumed")
+
+
+@app.command()
+def cancel(ctx: typer.Context, run: RunArg) -> None:
+    """Stop a run for good: running stages are stopped, the run ends Cancelled."""
+    handle = _connection(ctx).client().run(run)
+    handle.cancel()
+    print(f"run {handle.name} cancelled")
+
+
+# --- offline -------------------------------------------------------------------------------
+
+@app.command()
+def lint(
+    file: Annotated[str, typer.Argument(help="Pipeline YAML, or pkg.module:attr.")],
+    output: OutputOpt = None,
+) -> None:
+    """Check a pipeline offline: schema, DAG and cycles, CEL, $(...) references, params."""
+    try:
+        loaded = load(file)
+    except LoadError as error:
+        if output:
+            _emit({"source": file, "valid": False, "errors": error.errors}, output)
+        else:
+            for problem in error.errors:
+                print(f"{file}: {problem}")
+        raise typer.Exit(EXIT_USAGE) from None
+    spec = loaded.spec
+    stages = len(spec.all_stages()) if spec is not None else None
+    if output:
+        _emit({"source": file, "valid": True, "errors": [], "stages": stages}, output)
+    elif spec is None and loaded.run is not None and loaded.run.spec.pipeline_ref is not None:
+        print(f"{file}: valid; its pipeline {loaded.run.spec.pipeline_ref.name!r} is not in "
+              "the file and was not checked")
+    else:
+        print(f"{file}: valid ({stages} stages)")
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(
+        help="Pipeline YAML, pkg.module:attr, or a run name (@latest) to colour by phase.")],
+    fmt: Annotated[GraphFormatOption, typer.Option(
+        "--format", help="dot (Graphviz) or mermaid.")] = GraphFormatOption.DOT,
+) -> None:
+    """Print a pipeline's graph; a run's graph is coloured by stage phase."""
+    if Path(source).is_file() or PYTHON_REFERENCE.match(source):
+        loaded = load(source)
+        if loaded.spec is None:
+            raise UsageError(f"{source}: the run's pipelineRef names no Pipeline in the file")
+        print(render_graph(loaded.spec, fmt.value, name=loaded.name), end="")
+        return
+    client = _connection(ctx).client()
+    handle = client.run(source)
+    run = handle.get()
+    spec = (run.status.pipeline_spec if run.status else None) or run.spec.pipeline_spec
+    if spec is None and run.spec.pipeline_ref is not None:
+        spec = client.get_pipeline(run.spec.pipeline_ref.name).spec
+    if spec is None:
+        raise UsageError(f"run {handle.name} has no pipeline to draw yet")
+    phases = {name: stage.phase for name, stage in result_of(run).stages.items()}
+    print(render_graph(spec, fmt.value, name=handle.name, phases=phases), end="")
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+_GLOBAL_WITH_VALUE = ("--kubeconfig", "--context", "--namespace", "-n")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move global options written after the command to the front, so that
+    `kubedag get r -n ns` works as `kubectl get r -n ns` does."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(argv):
+            hoisted.extend(argv[i:i + 2])
+            i += 2
+            continue
+        if any(arg.startswith(f"{option}=") for option in _GLOBAL_WITH_VALUE):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return hoisted + rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (see the module docstring's table)."""
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    prog = Path(sys.argv[0]).name if argv is None else "kubedag"
+    command = typer.main.get_command(app)
+    try:
+        returned = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.TyperException as error:  # bad flags, missing arguments, unknown command
+        print(f"error: {error.format_message()} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LoadError as error:
+        for problem in error.errors:
+            print(f"error: {error.source}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ClientError, UsageError, ParamError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return returned if isinstance(returned, int) else EXIT_SUCCEEDED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
