@@ -13,7 +13,7 @@ from kubedag.local import run_local
 
 
 def run(
-    run: api.PipelineRun, *, workspace: Path | None = None, progress: bool | None = None
+    run: api.PipelineRun, *, workspace: Path | str | None = None, progress: bool | None = None
 ) -> RunResult:
     """Run to the end. `progress`: None shows it as `watch` would (a live table in a terminal,
     bars in Jupyter, lines otherwise), True forces the live table, False shows nothing."""
@@ -26,7 +26,8 @@ def run(
             display.update(RunResult.from_status(name, None, status, spec))
 
     try:
-        finished = run_local(run, workspace=workspace, on_status=show)
+        finished = run_local(run, workspace=None if workspace is None else Path(workspace),
+                             on_status=show)
     finally:
         if display is not None:
             display.close()

@@ -459,7 +459,7 @@ class Pipeline:
         return client.create_run(self.to_run(params, name=name, namespace=namespace))
 
     def run_local(
-        self, params: Mapping[str, Any] | None = None, *, workspace: Path | None = None,
+        self, params: Mapping[str, Any] | None = None, *, workspace: Path | str | None = None,
         progress: bool | None = None,
     ) -> RunResult:
         """Run on this machine with local worker processes (`kubedag.local`); the result has

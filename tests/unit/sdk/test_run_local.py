@@ -24,8 +24,8 @@ def importable_examples(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_decorated_pipeline_runs_locally_with_outputs_passed_by_name(tmp_path: Path) -> None:
-    result = etl.pipeline.run_local({"rows": [3, 1, 2], "scale": 2}, workspace=tmp_path,
-                                    progress=False)
+    result = etl.pipeline.run_local({"rows": [3, 1, 2], "scale": 2},
+                                    workspace=str(tmp_path), progress=False)  # a str will do
     assert result.phase is RunPhase.SUCCEEDED and result.exit_code == EXIT_SUCCEEDED, result
     assert list(result.stages) == ["extract", "transform", "load-totals"]
     assert all(s.phase is StagePhase.SUCCEEDED for s in result.stages.values())
