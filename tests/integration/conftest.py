@@ -19,6 +19,7 @@ from kubedag.testbed import start_control_plane
 from kubedag.testbed.images import BuiltImages, ensure_images
 from kubedag.testbed.provisioner import start_local_path_provisioner, stop_local_path_provisioner
 from tests.integration.operator_process import OperatorProcess
+from tests.integration.realnode_operator import InstalledOperator
 from tests.integration.realnode_support import RealNodeHandle
 from tests.integration.support import Cluster, wait_for
 
@@ -157,3 +158,21 @@ def running_operator(operator: OperatorProcess) -> OperatorProcess:
     if operator.process is None or operator.process.poll() is not None:
         operator.start()
     return operator
+
+
+@pytest.fixture(scope="session")
+def installed(cluster: Cluster, crds: None, real_node: RealNodeHandle,
+              storage: None) -> Iterator[InstalledOperator]:
+    """The chart's operator in-cluster (real-node tests run last: from here on it is the only
+    operator; the host one is stopped)."""
+    OperatorProcess.stop_all()
+    installed = InstalledOperator(cluster, real_node)
+    installed.install()
+    installed.wait_ready()
+    try:
+        yield installed
+    finally:
+        logs = installed.logs()
+        installed.uninstall()
+        assert "forbidden" not in logs.lower(), [
+            line for line in logs.splitlines() if "forbidden" in line.lower()][:5]

@@ -8,11 +8,9 @@ import math
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -20,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from kubedag.testbed.claims import copy_into_claim, create_claim
 from kubedag.testbed.pki import ensure_pki
 from tests.integration.chart_support import ensure_prometheus
-from tests.integration.operator_process import OperatorProcess, free_port
+from tests.integration.operator_process import free_port
 from tests.integration.realnode_operator import (
     FULLNAME,
     SYSTEM_NAMESPACE,
@@ -89,22 +87,6 @@ def worker_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
 def command_stage(name: str, script: str, **fields: Any) -> dict[str, Any]:
     """A stage running a plain shell command in the worker image (no worker around it)."""
     return {"name": name, "image": WORKER_IMAGE, "command": ["sh", "-c", script], **fields}
-
-
-@pytest.fixture(scope="module")
-def installed(cluster: Cluster, crds: None, real_node: RealNodeHandle,
-              storage: None) -> Iterator[InstalledOperator]:
-    OperatorProcess.stop_all()  # the in-cluster operator is the only one from here on
-    installed = InstalledOperator(cluster, real_node)
-    installed.install()
-    installed.wait_ready()
-    try:
-        yield installed
-    finally:
-        logs = installed.logs()
-        installed.uninstall()
-        assert "forbidden" not in logs.lower(), [
-            line for line in logs.splitlines() if "forbidden" in line.lower()][:5]
 
 
 # --- the operator in-cluster ---------------------------------------------------------------------
