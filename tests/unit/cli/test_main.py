@@ -1,0 +1,96 @@
+"""The command's offline paths, in process: exit codes, one-line errors, option placement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubedag.cli.loading import LoadError, load
+from kubedag.cli.main import hoist_global_options, main
+from kubedag.core.runview import EXIT_USAGE
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
+
+
+def test_global_options_after_the_command_are_moved_in_front() -> None:
+    assert hoist_global_options(["get", "r", "-n", "ns", "--kubeconfig=k", "-o", "json"]) == [
+        "-n", "ns", "--kubeconfig=k", "get", "r", "-o", "json"]
+    assert hoist_global_options(["logs", "r", "--", "-n", "x"]) == [
+        "logs", "r", "--", "-n", "x"]
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "0 succeeded, 1 failed, 2 cancelled, 3 timed out" in out
+    assert "4 usage or client error" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["bogus"], ["get"], ["get", "r", "--bogus"], ["graph", "x.yaml", "--format", "png"],
+    ["submit", "-f", "nope.yaml"], ["lint", str(EXAMPLES / "invalid" / "self-dependency.yaml")],
+])
+def test_usage_errors_exit_4_without_a_traceback(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_lint_reports_every_problem_with_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({
+        "apiVersion": "kubedag.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"},
+        "spec": {"stages": [
+            {"name": "a", "image": "busybox", "dependsOn": ["c"]},
+            {"name": "c", "image": "busybox", "dependsOn": ["a"], "when": "params.x >"},
+        ]}}))
+    assert main(["lint", str(broken), "-o", "json"]) == EXIT_USAGE
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False
+    assert any("dependency cycle" in e for e in report["errors"]), report
+    assert any(e.startswith("spec.stages[1].when") for e in report["errors"]), report
+
+
+def test_lint_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        assert main(["lint", str(path)]) == 0, capsys.readouterr()
+
+
+def test_every_invalid_example_fails_to_load() -> None:
+    for path in sorted((EXAMPLES / "invalid").glob("*.yaml")):
+        with pytest.raises(LoadError):
+            load(str(path))
+
+
+def test_a_file_with_a_pipeline_and_its_run(tmp_path: Path) -> None:
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump_all([
+        {"apiVersion": "kubedag.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"},
+         "spec": {"stages": [{"name": "a", "image": "busybox"}]}},
+        {"apiVersion": "kubedag.io/v1alpha1", "kind": "PipelineRun",
+         "metadata": {"name": "r"}, "spec": {"pipelineRef": {"name": "p"}}},
+    ]))
+    loaded = load(str(path))
+    assert loaded.run is not None and loaded.spec is not None
+    assert [s.name for s in loaded.spec.stages] == ["a"]
+    assert loaded.name == "p"
+
+
+def test_documents_of_other_kinds_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cm.yaml"
+    path.write_text("kind: ConfigMap\n")
+    with pytest.raises(LoadError, match="expected Pipeline or PipelineRun, got 'ConfigMap'"):
+        load(str(path))
+
+
+def test_graph_of_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(EXAMPLES / "document-pipeline.yaml")]) == 0
+    assert '"validate" -> "extract"' in capsys.readouterr().out
