@@ -19,6 +19,8 @@ ENV_PROCESSOR: Final = "KUBEDAG_PROCESSOR"  # "module:function"
 ENV_PARAMS: Final = "KUBEDAG_PARAMS"  # JSON object: the run's resolved params
 ENV_INPUTS: Final = "KUBEDAG_INPUTS"  # JSON object: {upstream stage: its outputs}
 ENV_WORKSPACE: Final = "KUBEDAG_WORKSPACE"  # a directory shared by the run's stages
+# JSON list: a processor stage's `args` (a command stage gets them as its argv instead).
+ENV_ARGS: Final = "KUBEDAG_ARGS"
 ENV_FANOUT_ITEMS: Final = "KUBEDAG_FANOUT_ITEMS"  # JSON list of all items of a fan-out stage
 ENV_FANOUT_BATCH_SIZE: Final = "KUBEDAG_FANOUT_BATCH_SIZE"
 # Set by Kubernetes itself for Indexed Jobs; the worker picks its batch of items with it.

@@ -198,8 +198,8 @@ class Stage(ApiModel):
     args: list[str] | None = Field(
         default=None,
         max_length=MAX_ARGS,
-        description="Arguments to the command or entrypoint; `$(params.x)` and "
-        "`$(stages.s.outputs.k)` are substituted.",
+        description="Arguments to the command or entrypoint; for a processor, its "
+        "`context.args`. `$(params.x)` and `$(stages.s.outputs.k)` are substituted.",
     )
     processor: str | None = Field(
         default=None,

@@ -147,10 +147,11 @@ def build_job(
         },
     }
     if stage.processor is not None:
+        # The worker's own argv stays its own: a processor's args reach it as context.args.
         container["command"] = list(WORKER_COMMAND)
     elif stage.command is not None:
         container["command"] = [substitute(a, params, outputs) for a in stage.command]
-    if stage.args is not None:
+    if stage.args is not None and stage.processor is None:
         container["args"] = [substitute(a, params, outputs) for a in stage.args]
 
     workspace: dict[str, Any] = (
@@ -227,9 +228,16 @@ def _environment(
         {"name": contract.ENV_PARAMS, "value": json.dumps(dict(params), separators=(",", ":"))},
         {"name": contract.ENV_INPUTS, "value": json.dumps(upstream, separators=(",", ":"))},
         {"name": contract.ENV_WORKSPACE, "value": settings.workspace_path},
+        # Where a command reports its outputs: the same variable on a cluster and in a local
+        # run (which points it at a file of its own).
+        {"name": contract.ENV_TERMINATION_MESSAGE_PATH,
+         "value": contract.TERMINATION_MESSAGE_PATH},
     ]
     if stage.processor is not None:
         env.append({"name": contract.ENV_PROCESSOR, "value": stage.processor})
+        if stage.args is not None:
+            args = [substitute(a, params, outputs) for a in stage.args]
+            env.append({"name": contract.ENV_ARGS, "value": json.dumps(args)})
     items = fan_out_items(stage, params)
     if items is not None and stage.fan_out is not None:
         env.append({"name": contract.ENV_FANOUT_ITEMS,

@@ -29,11 +29,14 @@ class Context:
     count as the stage's).
     """
 
-    __slots__ = ("_progress", "attempt", "inputs", "items", "logger", "params", "run", "stage",
-                 "workspace")
+    __slots__ = ("_progress", "args", "attempt", "inputs", "items", "logger", "params", "run",
+                 "stage", "workspace")
+    # The constructor's order; `args` came last (with a default) so older callers still work.
     __match_args__ = ("params", "inputs", "items", "workspace", "run", "stage", "attempt",
-                      "logger", "_progress")
-    _FIELDS = __match_args__[:-1]  # all but the callback: shown, compared, hashed
+                      "logger", "_progress", "args")
+    # All but the callback: shown, compared, hashed.
+    _FIELDS = ("params", "inputs", "items", "workspace", "run", "stage", "attempt", "logger",
+               "args")
 
     params: Mapping[str, Any]
     inputs: Mapping[str, Any]
@@ -44,6 +47,9 @@ class Context:
     attempt: int
     logger: logging.Logger
     _progress: ProgressCallback
+    # The stage's `args` after substitution, for a processor that takes command-line style
+    # options (a command stage gets them as its argv instead).
+    args: tuple[str, ...]
 
     def __init__(
         self,
@@ -56,8 +62,10 @@ class Context:
         attempt: int,
         logger: logging.Logger,
         _progress: ProgressCallback,
+        args: tuple[str, ...] = (),
     ) -> None:
-        values = (params, inputs, items, workspace, run, stage, attempt, logger, _progress)
+        values = (params, inputs, items, workspace, run, stage, attempt, logger, _progress,
+                  tuple(args))
         for name, value in zip(self.__match_args__, values, strict=True):
             object.__setattr__(self, name, value)
 
@@ -161,4 +169,5 @@ def context_from_env(
         attempt=_int_env(env, contract.ENV_ATTEMPT, 1, minimum=1),
         logger=logger,
         _progress=progress,
+        args=tuple(str(a) for a in _json_env(env, contract.ENV_ARGS, list, [])),
     )

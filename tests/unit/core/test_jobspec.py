@@ -204,3 +204,14 @@ def test_long_names_stay_valid() -> None:
     # The ownerReference and env keep the full run name.
     assert manifest["metadata"]["ownerReferences"][0]["name"] == "r" * 200
     assert env(manifest)["KUBEDAG_RUN"] == "r" * 200
+
+
+def test_a_processors_args_reach_it_as_context_args_not_as_the_workers_argv() -> None:
+    """`kubedag-worker run --files x` would be refused by the worker's own option parser."""
+    manifest = build([stage("a", processor="m:f", args=["--files", "$(params.files)"])],
+                     params={"files": ["x.md"]})
+    c = container(manifest)
+    assert c["command"] == ["kubedag-worker", "run"] and "args" not in c
+    variables = env(manifest)
+    assert json.loads(variables["KUBEDAG_ARGS"]) == ["--files", '["x.md"]']
+    assert variables["KUBEDAG_TERMINATION_MESSAGE_PATH"] == "/dev/termination-log"

@@ -66,7 +66,7 @@ def test_the_context_is_frozen_and_compares_like_a_frozen_dataclass(tmp_path: Pa
         context.results = {}  # type: ignore[attr-defined]
     assert repr(context) == (
         f"Context(params={{'a': 1}}, inputs={{}}, items=(1, 2), workspace={tmp_path!r}, run='r', "
-        "stage='s', attempt=2, logger=<Logger t (WARNING)>)"
+        "stage='s', attempt=2, logger=<Logger t (WARNING)>, args=())"
     )
     same = Context(**fields, _progress=print)  # the callback is not compared
     assert context == same and context != Context(**{**fields, "attempt": 3}, _progress=print)
@@ -84,3 +84,10 @@ def test_the_context_is_frozen_and_compares_like_a_frozen_dataclass(tmp_path: Pa
     assert copied == context and copied is not context
     copied.report_progress(0.5, "half")
     assert calls == [(0.5, "half")]
+
+
+def test_a_processor_gets_its_stages_args() -> None:
+    assert _context(KUBEDAG_ARGS='["--files", "a b"]').args == ("--files", "a b")
+    assert _context().args == ()
+    with pytest.raises(UsageError):
+        _context(KUBEDAG_ARGS='{"files": 1}')

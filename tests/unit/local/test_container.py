@@ -1,0 +1,54 @@
+"""A stage's Job container as a host command: pure, from the manifest build_job makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubedag.api import PipelineSpec
+from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
+from kubedag.local.container import CANNOT_CONFIGURE, host_environment, local_command
+
+WORKSPACE = Path("/home/me/ws")
+RUN = RunIdentity(name="r", namespace="team", uid="u", pipeline="p")
+
+
+def _command(stage: dict[str, Any], host: dict[str, str] | None = None) -> Any:
+    pipeline = PipelineSpec.model_validate({"stages": [stage]})
+    job = build_job(run=RUN, pipeline=pipeline, stage=pipeline.stages[0], attempt=1, params={},
+                    outputs={}, settings=JobSettings(workspace_path=str(WORKSPACE)))
+    return local_command(job, namespace="team", workspace=WORKSPACE,
+                         worker_command=["py", "-m", "kubedag.worker"], host_env=host or {})
+
+
+def test_a_processor_stage_runs_the_given_worker_command_with_the_jobs_arguments() -> None:
+    command = _command({"name": "s", "processor": "m:f", "args": ["--x", "1"]})
+    assert command.argv == ("py", "-m", "kubedag.worker", "run")
+    assert command.env["KUBEDAG_PROCESSOR"] == "m:f"
+    assert command.env["KUBEDAG_ARGS"] == '["--x", "1"]'  # the processor's context.args
+    assert command.env["KUBEDAG_WORKSPACE"] == str(WORKSPACE)
+    assert command.env["KUBEDAG_NAMESPACE"] == "team"
+    assert "KUBEDAG_POD_NAME" not in command.env  # progress is logged, no pod is patched
+    assert command.cannot_start is None
+
+
+def test_only_the_container_workspace_path_is_rewritten_in_a_command() -> None:
+    command = _command({"name": "s", "image": "i", "command": [
+        "sh", "-c", "cp /workspace/a /workspace /var/workspace/b /workspaces/c"]})
+    assert command.argv[-1] == (f"cp {WORKSPACE}/a {WORKSPACE} /var/workspace/b /workspaces/c")
+
+
+def test_a_required_secret_missing_from_the_host_stops_the_container() -> None:
+    stage = {"name": "s", "processor": "m:f", "env": [
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    assert _command(stage).cannot_start == (
+        CANNOT_CONFIGURE, "env TOKEN comes from Secret s key k, which a local run cannot "
+        "read: set TOKEN in the environment of the local run")
+    given = _command(stage, host={"TOKEN": "t"})
+    assert (given.cannot_start, given.env["TOKEN"]) == (None, "t")
+
+
+def test_the_hosts_own_contract_variables_do_not_leak_into_a_stage() -> None:
+    host = host_environment({"PATH": "/bin", "KUBEDAG_STAGE": "other",
+                             "JOB_COMPLETION_INDEX": "3"})
+    assert host == {"PATH": "/bin"}
