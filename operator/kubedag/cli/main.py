@@ -40,6 +40,7 @@ from kubedag import contract
 from kubedag.api import PipelineRun, PipelineRunSpec, PipelineSpec
 from kubedag.cli.graph import render_graph
 from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
+from kubedag.cli.localrun import run_locally
 from kubedag.cli.params import ParamError, declared_types, parse_params
 from kubedag.client import Client, ClientError, RunHandle
 from kubedag.client.display import run_table
@@ -424,6 +425,49 @@ def graph(
         raise UsageError(f"run {handle.name} has no pipeline to draw yet")
     phases = {name: stage.phase for name, stage in result_of(run).stages.items()}
     print(render_graph(spec, fmt.value, name=handle.name, phases=phases), end="")
+
+
+# --- local runs ----------------------------------------------------------------------------
+
+@app.command("run")
+def run_command(
+    file: Annotated[str, typer.Argument(help="Pipeline YAML, or pkg.module:attr.")],
+    local: Annotated[bool, typer.Option(
+        "--local", help="Run on this machine: each stage a local kubedag-worker process, "
+        "scheduled by the operator's own decision core.")] = False,
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="NAME=VALUE, as for submit. Repeatable.")] = None,
+    workspace: Annotated[Path | None, typer.Option(
+        help="Directory shared by the stages (default: a new temporary one, kept).")] = None,
+    timeout: TimeoutOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Run a pipeline locally (--local) and exit with the run's exit code."""
+    if not local:
+        raise UsageError("kubedag run needs --local (to run on a cluster: kubedag submit)")
+    loaded = load(file)
+    params = parse_params(param or [], declared_types(loaded.spec))
+    run = _run_to_submit(loaded, params, None)
+    _check_params(loaded.spec, run, file)
+    if run.spec.pipeline_spec is None:
+        if loaded.spec is None:
+            raise UsageError(f"{file}: a local run needs the pipeline itself, not a "
+                             "pipelineRef to one on a cluster")
+        run.spec = run.spec.model_copy(update={"pipeline_spec": loaded.spec,
+                                               "pipeline_ref": None})
+    run.metadata = {**run.metadata, "name": run.metadata.get("name") or loaded.name}
+    try:
+        result, timed_out = run_locally(run, workspace=workspace, timeout=timeout,
+                                        stream=sys.stderr if output else sys.stdout)
+    except ValueError as error:  # what kubedag.local cannot run at all
+        raise UsageError(str(error)) from None
+    if output:
+        _emit(result.to_dict(), output)
+    if timed_out:
+        print(f"timed out: local run {result.name} cancelled after {timeout:g} s",
+              file=sys.stderr)
+        raise typer.Exit(EXIT_TIMED_OUT)
+    raise typer.Exit(result.exit_code)
 
 
 # --- entry point ---------------------------------------------------------------------------
