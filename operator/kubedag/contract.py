@@ -16,6 +16,9 @@ ENV_RUN: Final = "KUBEDAG_RUN"
 ENV_STAGE: Final = "KUBEDAG_STAGE"
 ENV_ATTEMPT: Final = "KUBEDAG_ATTEMPT"
 ENV_PROCESSOR: Final = "KUBEDAG_PROCESSOR"  # "module:function"
+# Set by the SDK's `Pipeline.task` on a processor function: {parameter name: upstream stage}.
+# The worker passes each such stage's outputs (from ENV_INPUTS) under that parameter's name.
+PROCESSOR_INPUTS_ATTRIBUTE: Final = "__kubedag_inputs__"
 ENV_PARAMS: Final = "KUBEDAG_PARAMS"  # JSON object: the run's resolved params
 ENV_INPUTS: Final = "KUBEDAG_INPUTS"  # JSON object: {upstream stage: its outputs}
 ENV_WORKSPACE: Final = "KUBEDAG_WORKSPACE"  # a directory shared by the run's stages

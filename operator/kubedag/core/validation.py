@@ -26,7 +26,7 @@ from kubedag.core.expressions import (
 )
 from kubedag.core.observe import FANOUT_OUTPUT_KEYS
 
-__all__ = ["FieldError", "validate_pipeline"]
+__all__ = ["FieldError", "model_errors", "validate_pipeline"]
 
 
 def validate_pipeline(
@@ -52,8 +52,14 @@ def validate_pipeline(
 
 
 def _model_errors(spec: Mapping[str, Any], path: str) -> list[FieldError]:
+    return model_errors(PipelineSpec, spec, path)
+
+
+def model_errors(model: type[BaseModel], data: Any, path: str) -> list[FieldError]:
+    """Schema errors of `data` read as `model` (e.g. a PipelineRun's spec), at field paths
+    under `path` as kubectl shows them (`spec.stages[2].retry.limit`)."""
     try:
-        PipelineSpec.model_validate(spec)
+        model.model_validate(data)
     except ValidationError as error:
         return [
             FieldError(_loc_path(path, e["loc"]), e["msg"].removeprefix("Value error, "))

@@ -17,7 +17,7 @@ from kubedag.worker.errors import UsageError
 # The same shape the Stage schema accepts for its `processor` field.
 _REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
-Processor = Callable[[Any], Any]
+Processor = Callable[..., Any]
 
 
 def load_processor(reference: str) -> Processor:

@@ -66,6 +66,13 @@ def _run_processor(settings: Settings, reporter: ProgressReporter) -> object:
     processor = load_processor(reference)
     log.info("running %s for run %r stage %r attempt %d (%d items)",
              reference, context.run, context.stage, context.attempt, len(context.items))
+    # A function decorated with the SDK's `Pipeline.task` names the upstream stages whose
+    # outputs it takes as keyword arguments ({parameter: stage}); a plain attribute, so that
+    # the worker needs neither the SDK nor `inspect` to call it.
+    inputs: Mapping[str, str] | None = getattr(processor, contract.PROCESSOR_INPUTS_ATTRIBUTE, None)
+    if inputs:
+        return processor(context, **{param: context.inputs.get(stage, {})
+                                     for param, stage in inputs.items()})
     return processor(context)
 
 
