@@ -36,8 +36,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kubedag import contract
-from kubedag.api import PipelineRun, PipelineRunSpec, PipelineSpec
+from kubedag.api import PipelineRun
 from kubedag.cli.graph import render_graph
 from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
 from kubedag.cli.localrun import run_locally
@@ -45,7 +44,6 @@ from kubedag.cli.params import ParamError, declared_types, parse_params
 from kubedag.client import Client, ClientError, RunHandle
 from kubedag.client.display import run_table
 from kubedag.client.objects import pipeline_name, result_of
-from kubedag.core.naming import label_value
 from kubedag.core.params import resolve_params
 from kubedag.core.runview import (
     EXIT_CODES_HELP,
@@ -55,6 +53,8 @@ from kubedag.core.runview import (
     RunResult,
     format_seconds,
 )
+from kubedag.sdk import PipelineDefinitionError
+from kubedag.sdk.manifest import run_of
 
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
@@ -180,31 +180,24 @@ def _finish(handle: RunHandle, *, watch: bool, timeout: float | None,
 # --- submitting ------------------------------------------------------------------------------
 
 def _run_to_submit(loaded: Loaded, params: dict[str, Any], name: str | None) -> PipelineRun:
-    """The PipelineRun to create: the file's own, else an inline run of its pipeline, named
-    after it and labelled with it (so `kubedag ls --pipeline` finds it)."""
-    if loaded.run is not None:
-        run = loaded.run.model_copy(deep=True)
-    else:
-        spec = loaded.spec
-        assert spec is not None  # a Loaded without a run has a pipeline
-        pipeline = label_value(loaded.name)
-        run = PipelineRun(metadata={"generateName": f"{loaded.name}-",
-                                    "labels": {contract.LABEL_PIPELINE: pipeline}},
-                          spec=PipelineRunSpec(pipeline_spec=spec))
+    """The PipelineRun to create: the file's own (with `-p` values over its params), else an
+    inline run of its pipeline as the SDK makes them (labelled with the pipeline's name, so
+    `kubedag ls --pipeline` finds it); params checked against the pipeline's declarations."""
+    if loaded.run is None:
+        assert loaded.spec is not None  # a Loaded without a run has a pipeline
+        return run_of(loaded.spec, pipeline=loaded.name, params=params or None, name=name,
+                      namespace=None)
+    run = loaded.run.model_copy(deep=True)
     if params:
         run.spec.params = {**(run.spec.params or {}), **params}
     if name:
         run.metadata = {k: v for k, v in run.metadata.items() if k != "generateName"}
         run.metadata["name"] = name
+    if loaded.spec is not None:  # else a pipelineRef to the cluster: the operator checks
+        _, errors = resolve_params(loaded.spec, run.spec.params)
+        if errors:
+            raise LoadError(loaded.source, errors)
     return run
-
-
-def _check_params(spec: PipelineSpec | None, run: PipelineRun, source: str) -> None:
-    if spec is None:
-        return  # a pipelineRef to a Pipeline on the cluster: the operator checks
-    _, errors = resolve_params(spec, run.spec.params)
-    if errors:
-        raise LoadError(source, errors)
 
 
 @app.command()
@@ -228,7 +221,6 @@ def submit(
     loaded = load(file)
     params = parse_params(param or [], declared_types(loaded.spec))
     run = _run_to_submit(loaded, params, name)
-    _check_params(loaded.spec, run, file)
     client = _connection(ctx).client()
     if loaded.run is not None:
         for pipeline in loaded.pipelines:  # the run may reference them
@@ -448,7 +440,6 @@ def run_command(
     loaded = load(file)
     params = parse_params(param or [], declared_types(loaded.spec))
     run = _run_to_submit(loaded, params, None)
-    _check_params(loaded.spec, run, file)
     if run.spec.pipeline_spec is None:
         if loaded.spec is None:
             raise UsageError(f"{file}: a local run needs the pipeline itself, not a "
@@ -517,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.errors:
             print(f"error: {error.source}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except (ClientError, UsageError, ParamError) as error:
+    except (ClientError, UsageError, ParamError, PipelineDefinitionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     return returned if isinstance(returned, int) else EXIT_SUCCEEDED

@@ -85,10 +85,32 @@ def test_a_file_with_a_pipeline_and_its_run(tmp_path: Path) -> None:
 
 
 def test_documents_of_other_kinds_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "cm.yaml"
-    path.write_text("kind: ConfigMap\n")
-    with pytest.raises(LoadError, match="expected Pipeline or PipelineRun, got 'ConfigMap'"):
+    path = tmp_path / "typo.yaml"
+    path.write_text("apiVersion: kubedag.io/v1alpha1\nkind: Pipelin\nmetadata: {name: p}\n"
+                    "spec: {stages: []}\n")
+    with pytest.raises(LoadError, match="kind: expected Pipeline or PipelineRun, got 'Pipelin'"):
         load(str(path))
+
+
+def test_python_references_load_through_the_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mypipes.py").write_text(
+        "from kubedag.sdk import Pipeline\n"
+        "etl = Pipeline('etl')\n"
+        "etl.add_step('extract', image='busybox', command=['true'])\n"
+        "etl.add_step('load', image='busybox', command=['true'], depends_on=['extract'])\n"
+        "broken = Pipeline('broken')\n"
+        "broken.add_step('a', image='busybox', depends_on=['b'])\n"
+        "broken.add_step('b', image='busybox', depends_on=['a'])\n")
+    monkeypatch.chdir(tmp_path)
+    loaded = load("mypipes:etl")
+    assert loaded.name == "etl" and loaded.spec is not None
+    assert [s.name for s in loaded.spec.stages] == ["extract", "load"]
+    assert main(["lint", "mypipes:broken"]) == EXIT_USAGE
+    assert "dependency cycle" in capsys.readouterr().out
+    assert main(["lint", "mypipes:nothing"]) == EXIT_USAGE
+    assert "has no 'nothing'" in capsys.readouterr().out
 
 
 def test_graph_of_a_file(capsys: pytest.CaptureFixture[str]) -> None:
