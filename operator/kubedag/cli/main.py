@@ -91,7 +91,7 @@ class Connection:
 
 app = typer.Typer(
     name="kubedag",
-    help="Submit, watch and steer kubedag pipeline runs.\n\n" + EXIT_CODES_HELP,
+    help="Submit, watch and steer kubedag pipeline runs (kubectl kubedag ... works too).",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
