@@ -105,6 +105,7 @@ def test_worker_runs_read_only_as_10001(built: BuiltImages) -> None:
     done = images.run_in_image(built["worker"], ["sh", "-c", (
         "id -u && kubedag-worker --help >/dev/null && python3 -c '"
         "import kubedag.worker.cli, kubedag.worker.processors.documents, pypdf, psutil, sys; "
+        "from kubedag.sdk import Pipeline; "
         "print(sorted(m for m in sys.modules if m.split(\".\")[0] in "
         "(\"kubernetes\", \"kopf\", \"pydantic\")))' && ! touch /opt/x 2>/dev/null && "
         "touch /tmp/x && ! python3 -c 'import kubedag.shell' 2>/dev/null && "

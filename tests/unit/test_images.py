@@ -85,7 +85,8 @@ def test_real_contexts_send_no_tests_or_caches(spec: ImageSpec) -> None:
         operator = [n for n in names if n.startswith("operator/")]
         assert operator and all(
             n in ("operator/kubedag/__init__.py", "operator/kubedag/contract.py")
-            or n.startswith("operator/kubedag/worker/") for n in operator
+            or n.startswith(("operator/kubedag/worker/", "operator/kubedag/sdk/"))
+            for n in operator
         ), operator
 
 

@@ -9,7 +9,9 @@ the API server (the pod's name, Secrets, ConfigMaps) is resolved from the host o
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +41,24 @@ class LocalCommand:
     cannot_start: tuple[str, str] | None = None
 
 
-def host_environment(environ: Mapping[str, str]) -> dict[str, str]:
+def host_environment(environ: Mapping[str, str],
+                     import_path: Sequence[str] = ()) -> dict[str, str]:
     """The host's environment without the contract's variables: a stage sees only the ones its
-    Job sets (a shell that ran a worker by hand must not leak its stage into ours)."""
-    return {name: value for name, value in environ.items()
-            if not name.startswith("KUBEDAG_") and name != contract.ENV_COMPLETION_INDEX}
+    Job sets (a shell that ran a worker by hand must not leak its stage into ours).
+
+    The caller's import path goes first on PYTHONPATH: a processor the caller can import (a
+    module next to a notebook, a package on a sys.path tweak) is one its stages can import,
+    as the worker image must be able to on a cluster."""
+    env = {name: value for name, value in environ.items()
+           if not name.startswith("KUBEDAG_") and name != contract.ENV_COMPLETION_INDEX}
+    # What the interpreter finds by itself (the standard library, site-packages) stays out.
+    own = (sys.prefix, sys.base_prefix)
+    entries = [str(Path(entry or ".").resolve()) for entry in import_path]
+    entries = [e for e in entries if not e.startswith(own)]
+    entries += [e for e in env.get("PYTHONPATH", "").split(os.pathsep) if e]
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
+    return env
 
 
 def container_of(job: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -127,7 +127,7 @@ class _LocalLoop:
         self.identity = identity
         self.settings = JobSettings(workspace_path=str(workspace),
                                     termination_grace_seconds=TERMINATION_GRACE_SECONDS)
-        self.host_env = host_environment(os.environ)
+        self.host_env = host_environment(os.environ, sys.path)
         self.created = _now()
         self.jobs: dict[str, LocalJob] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,10 @@ def test_the_hosts_own_contract_variables_do_not_leak_into_a_stage() -> None:
     host = host_environment({"PATH": "/bin", "KUBEDAG_STAGE": "other",
                              "JOB_COMPLETION_INDEX": "3"})
     assert host == {"PATH": "/bin"}
+
+
+def test_a_stage_imports_what_the_caller_imports(tmp_path: Path) -> None:
+    """A processor module next to a notebook is importable by its local stages too."""
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    host = host_environment({"PYTHONPATH": "/opt/extra"}, ["", str(tmp_path), site])
+    assert host["PYTHONPATH"].split(os.pathsep) == [str(Path.cwd()), str(tmp_path), "/opt/extra"]

@@ -17,7 +17,7 @@ CHUNK_SIZE, OVERLAP = 40, 10
 
 # What each sample reads as after extraction and normalization, worked out by hand.
 EXPECTED_TEXT = {
-    "guide.md": "Install guide\n\nRun make demo to start a local cluster.\none\ntwo\n\n"
+    "guide.md": "Install guide\n\nRun make demo to start a local cluster.\n\none\ntwo\n\n"
                 "See the docs for kubectl usage.",
     "notes.txt": "Meeting notes\nAttendees: Ana, Bo and Chen.\n\n"
                  "Decisions: ship the worker first; review later.",

@@ -45,42 +45,42 @@ _PDF_MAGIC = b"%PDF-"
 Outputs = dict[str, Any]
 
 
-# --- shared helpers ------------------------------------------------------------------------------
+# --- shared helpers (also used by the template processors) ---------------------------------------
 
 
-def _int_param(context: Context, name: str, default: int, minimum: int) -> int:
+def int_param(context: Context, name: str, default: int, minimum: int) -> int:
     value = context.params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise PermanentError(f"param {name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
     tmp.replace(path)  # a retried attempt never sees half a file
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as error:
         raise PermanentError(f"{path} is missing: did the previous stage run?") from error
 
 
-def _doc_file(context: Context, folder: str, doc: str) -> Path:
+def doc_file(context: Context, folder: str, doc: str) -> Path:
     return context.workspace / folder / f"{doc}.json"
 
 
-def _manifest(context: Context) -> Mapping[str, Any]:
-    manifest: Mapping[str, Any] = _read_json(context.workspace / MANIFEST)
+def read_manifest(context: Context) -> Mapping[str, Any]:
+    manifest: Mapping[str, Any] = read_json(context.workspace / MANIFEST)
     return manifest
 
 
-def _selected(context: Context) -> list[Mapping[str, Any]]:
+def selected_documents(context: Context) -> list[Mapping[str, Any]]:
     """The accepted documents this pod handles: its fan-out batch, or all of them."""
-    accepted = {doc["path"]: doc for doc in _manifest(context)["accepted"]}
+    accepted = {doc["path"]: doc for doc in read_manifest(context)["accepted"]}
     if not context.items:
         return list(accepted.values())
     unknown = [item for item in context.items if item not in accepted]
@@ -89,7 +89,7 @@ def _selected(context: Context) -> list[Mapping[str, Any]]:
     return [accepted[item] for item in context.items]
 
 
-def _each(
+def each_document(
     context: Context, docs: list[Mapping[str, Any]], verb: str
 ) -> Iterator[Mapping[str, Any]]:
     for number, doc in enumerate(docs):
@@ -129,7 +129,7 @@ def validate(context: Context) -> Outputs:
     input_dir = context.workspace / str(context.params.get("inputDir", "input"))
     if not input_dir.is_dir():
         raise PermanentError(f"input directory {input_dir} does not exist")
-    max_bytes = _int_param(context, "maxBytes", DEFAULT_MAX_BYTES, minimum=1)
+    max_bytes = int_param(context, "maxBytes", DEFAULT_MAX_BYTES, minimum=1)
     files = sorted(
         p for p in input_dir.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(input_dir).parts)
@@ -143,7 +143,7 @@ def validate(context: Context) -> Outputs:
             rejected.append({"path": relative, "reason": reason})
         else:
             accepted.append({"path": relative, "type": kind, "bytes": path.stat().st_size})
-    _write_json(
+    write_json(
         context.workspace / MANIFEST,
         {"inputDir": str(input_dir), "accepted": accepted, "rejected": rejected},
     )
@@ -160,10 +160,10 @@ def validate(context: Context) -> Outputs:
 
 def extract(context: Context) -> Outputs:
     """Plain text per document. A document that cannot be read is recorded, not fatal."""
-    input_dir = Path(_manifest(context)["inputDir"])
-    docs = _selected(context)
+    input_dir = Path(read_manifest(context)["inputDir"])
+    docs = selected_documents(context)
     pages = scanned = failed = 0
-    for doc in _each(context, docs, "extracting"):
+    for doc in each_document(context, docs, "extracting"):
         record: dict[str, Any] = {"path": doc["path"], "type": doc["type"]}
         try:
             result = EXTRACTORS[doc["type"]](input_dir / doc["path"])
@@ -175,7 +175,7 @@ def extract(context: Context) -> Outputs:
             record.update(text=result.text, pages=result.pages, scannedPages=result.scanned_pages)
             pages += result.pages
             scanned += result.scanned_pages
-        _write_json(_doc_file(context, EXTRACTED, doc["path"]), record)
+        write_json(doc_file(context, EXTRACTED, doc["path"]), record)
     return {"documents": len(docs) - failed, "failed": failed, "pages": pages,
             "scannedPages": scanned}
 
@@ -197,15 +197,15 @@ def normalize_text(text: str) -> str:
 
 
 def normalize(context: Context) -> Outputs:
-    docs = _selected(context)
+    docs = selected_documents(context)
     done = characters = 0
-    for doc in _each(context, docs, "normalizing"):
-        record = _read_json(_doc_file(context, EXTRACTED, doc["path"]))
+    for doc in each_document(context, docs, "normalizing"):
+        record = read_json(doc_file(context, EXTRACTED, doc["path"]))
         if "error" in record:
             continue
         text = normalize_text(record["text"])
-        _write_json(
-            _doc_file(context, NORMALIZED, doc["path"]),
+        write_json(
+            doc_file(context, NORMALIZED, doc["path"]),
             {"path": doc["path"], "type": doc["type"], "text": text},
         )
         done += 1
@@ -233,16 +233,16 @@ def chunk_text(text: str, size: int, overlap: int) -> list[str]:
 
 
 def chunk(context: Context) -> Outputs:
-    size = _int_param(context, "chunkSize", DEFAULT_CHUNK_SIZE, minimum=1)
-    overlap = _int_param(context, "chunkOverlap", DEFAULT_CHUNK_OVERLAP, minimum=0)
-    docs = _selected(context)
+    size = int_param(context, "chunkSize", DEFAULT_CHUNK_SIZE, minimum=1)
+    overlap = int_param(context, "chunkOverlap", DEFAULT_CHUNK_OVERLAP, minimum=0)
+    docs = selected_documents(context)
     done = total = 0
-    for doc in _each(context, docs, "chunking"):
-        source = _doc_file(context, NORMALIZED, doc["path"])
+    for doc in each_document(context, docs, "chunking"):
+        source = doc_file(context, NORMALIZED, doc["path"])
         if not source.exists():  # extraction failed; aggregate counts it
             continue
-        chunks = chunk_text(_read_json(source)["text"], size, overlap)
-        _write_json(_doc_file(context, CHUNKS, doc["path"]), {"path": doc["path"],
+        chunks = chunk_text(read_json(source)["text"], size, overlap)
+        write_json(doc_file(context, CHUNKS, doc["path"]), {"path": doc["path"],
                                                               "chunks": chunks})
         done += 1
         total += len(chunks)
@@ -254,21 +254,21 @@ def chunk(context: Context) -> Outputs:
 
 def aggregate(context: Context) -> Outputs:
     """Totals over all accepted documents (never a fan-out batch: it is the join)."""
-    manifest = _manifest(context)
+    manifest = read_manifest(context)
     types: Counter[str] = Counter()
     documents = words = chunks = pages = scanned = failed = 0
     for doc in manifest["accepted"]:
-        extracted = _read_json(_doc_file(context, EXTRACTED, doc["path"]))
+        extracted = read_json(doc_file(context, EXTRACTED, doc["path"]))
         if "error" in extracted:
             failed += 1
             continue
-        text = _read_json(_doc_file(context, NORMALIZED, doc["path"]))["text"]
+        text = read_json(doc_file(context, NORMALIZED, doc["path"]))["text"]
         documents += 1
         types[doc["type"]] += 1
         words += len(text.split())
         pages += extracted["pages"]
         scanned += extracted["scannedPages"]
-        chunks += len(_read_json(_doc_file(context, CHUNKS, doc["path"]))["chunks"])
+        chunks += len(read_json(doc_file(context, CHUNKS, doc["path"]))["chunks"])
     summary = {
         "documents": documents,
         "words": words,
@@ -279,5 +279,5 @@ def aggregate(context: Context) -> Outputs:
         "rejected": len(manifest["rejected"]),
         "failed": failed,
     }
-    _write_json(context.workspace / SUMMARY, summary)
+    write_json(context.workspace / SUMMARY, summary)
     return {**summary, "summary": SUMMARY}

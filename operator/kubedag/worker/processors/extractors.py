@@ -29,30 +29,47 @@ def extract_txt(path: Path) -> Extracted:
 
 
 class _HtmlText(HTMLParser):
-    """Collects visible text; block elements end a line so words do not run together."""
+    """Collects visible text, keeping the word boundaries that the markup implies.
+
+    A browser never renders two blocks, two table cells or two list items as one word, but in
+    the source they are often written back to back (`<td>alpha</td><td>beta</td>`). So every
+    element that is not inline text ends a line (blocks, list items, definition terms and
+    descriptions, table rows) or, within a table row, a cell ends with a tab; inline elements
+    (`<b>`, `<a>`, `<span>`) add nothing, so `one<b>two</b>` stays one word.
+    """
 
     _SKIP = frozenset({"script", "style", "head", "template", "noscript"})
     _BLOCK = frozenset(
-        {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
-         "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr"}
+        {"address", "article", "aside", "blockquote", "br", "caption", "dd", "details", "dialog",
+         "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
+         "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "legend", "li", "main", "menu", "nav",
+         "ol", "option", "p", "pre", "section", "summary", "table", "tbody", "tfoot", "thead",
+         "title", "tr", "ul"}
     )
+    _CELL = frozenset({"td", "th"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skipping = 0
 
+    def _separate(self, tag: str) -> None:
+        if tag in self._BLOCK:
+            self.parts.append("\n")
+        elif tag in self._CELL:
+            self.parts.append("\t")
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self._skipping += 1
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
+        else:
+            self._separate(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
+        else:
+            self._separate(tag)
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
@@ -66,15 +83,17 @@ def extract_html(path: Path) -> Extracted:
     return Extracted("".join(parser.parts))
 
 
-# Markdown syntax to strip, in order; each keeps the human-readable part.
+# Markdown syntax to strip, in order; each keeps the human-readable part. Line-start rules match
+# spaces and tabs only ([ \t], not \s): \s would also eat the blank line before a heading or a
+# list, gluing it to the previous paragraph.
 _MARKDOWN_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^\s*(```|~~~).*$", re.MULTILINE), ""),  # code fences (keep the code)
+    (re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE), ""),  # code fences (keep the code)
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images -> alt text
     (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links -> link text
-    (re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE), ""),  # headings
-    (re.compile(r"^\s{0,3}>\s?", re.MULTILINE), ""),  # block quotes
-    (re.compile(r"^\s*([-*+]|\d+[.)])\s+", re.MULTILINE), ""),  # list markers
-    (re.compile(r"^\s*([-*_]\s*){3,}$", re.MULTILINE), ""),  # horizontal rules
+    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE), ""),  # headings
+    (re.compile(r"^[ \t]{0,3}>[ \t]?", re.MULTILINE), ""),  # block quotes
+    (re.compile(r"^[ \t]*([-*+]|\d+[.)])[ \t]+", re.MULTILINE), ""),  # list markers
+    (re.compile(r"^[ \t]*([-*_][ \t]*){3,}$", re.MULTILINE), ""),  # horizontal rules
     (re.compile(r"(\*\*|\*|~~|`)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # emphasis, inline code
     (re.compile(r"(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # not inside snake_case
     (re.compile(r"<[^>]+>"), ""),  # inline HTML
