@@ -21,7 +21,9 @@ from kubedag.api import Pipeline, PipelineRun, PipelineSpec
 from kubedag.core.dag import FieldError
 from kubedag.sdk import PipelineDefinitionError, load_pipeline
 from kubedag.sdk.manifest import parse_document, validate_document
+from kubedag.templates import from_template
 
+TEMPLATE_PREFIX = "template:"  # `template:rag`: a built-in or registered template
 PYTHON_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -64,10 +66,13 @@ class Loaded:
 
 
 def load(reference: str) -> Loaded:
-    """Read a YAML file or import `pkg.module:attr`; LoadError lists every problem."""
+    """Read a YAML file, a template (`template:NAME`) or `pkg.module:attr`; LoadError lists
+    every problem."""
     path = Path(reference)
     if path.is_file():
         return _load_yaml(reference, path)
+    if reference.startswith(TEMPLATE_PREFIX):
+        return _load_template(reference)
     if PYTHON_REFERENCE.match(reference):
         return _load_python(reference)
     raise LoadError(reference, ["no such file (nor a pkg.module:attr reference)"])
@@ -99,6 +104,14 @@ def _load_yaml(source: str, path: Path) -> Loaded:
     if errors:
         raise LoadError(source, errors)
     return loaded
+
+
+def _load_template(reference: str) -> Loaded:
+    try:
+        pipeline = from_template(reference.removeprefix(TEMPLATE_PREFIX))
+    except (LookupError, PipelineDefinitionError) as error:
+        raise LoadError(reference, [str(error)]) from None
+    return Loaded(reference, pipelines=[pipeline.to_model()])
 
 
 def _load_python(reference: str) -> Loaded:

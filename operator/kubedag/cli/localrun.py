@@ -79,7 +79,7 @@ def _local_log_on_stderr() -> Iterator[None]:
     handler.setFormatter(logging.Formatter("%(message)s"))
     level, propagate = log.level, log.propagate
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.WARNING)
     log.propagate = False
     try:
         yield

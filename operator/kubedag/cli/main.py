@@ -23,6 +23,7 @@ transition.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kubedag.api import PipelineRun
+from kubedag.api import PipelineRun, to_k8s
 from kubedag.cli.graph import render_graph
 from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
 from kubedag.cli.localrun import run_locally
@@ -55,8 +56,16 @@ from kubedag.core.runview import (
 )
 from kubedag.sdk import PipelineDefinitionError
 from kubedag.sdk.manifest import run_of
+from kubedag.templates import (
+    TemplateInfo,
+    UnknownTemplateError,
+    from_template,
+    list_templates,
+    template_info,
+)
 
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+DEBUG_VARIABLE = "KUBEDAG_DEBUG"
 
 
 class OutputFormat(StrEnum):
@@ -419,6 +428,66 @@ def graph(
     print(render_graph(spec, fmt.value, name=handle.name, phases=phases), end="")
 
 
+# --- templates -----------------------------------------------------------------------------
+
+templates_app = typer.Typer(help="Ready-made pipelines: document processing, RAG, knowledge "
+                            "graph. Run one with `kubedag run --local template:NAME` or "
+                            "`kubedag submit -f template:NAME`.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+
+
+@templates_app.command("ls")
+def templates_ls(
+    category: Annotated[str | None, typer.Option(help="Only templates of this category.")]
+    = None,
+    output: OutputOpt = None,
+) -> None:
+    """List the templates."""
+    infos = list_templates(category)
+    if output:
+        _emit([_template_record(info) for info in infos], output)
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in ("NAME", "CATEGORY", "STAGES", "DESCRIPTION"):
+        table.add_column(column, no_wrap=column != "DESCRIPTION")
+    for info in infos:
+        table.add_row(info.name, info.category, str(len(info.stages)), info.description)
+    _console().print(table)
+
+
+@templates_app.command("show")
+def templates_show(
+    name: Annotated[str, typer.Argument(help="Template name (see kubedag templates ls).")],
+    output: OutputOpt = None,
+) -> None:
+    """Describe a template and print its Pipeline manifest; with -o yaml|json, the manifest
+    alone (ready for `kubectl apply -f` or `kubedag run --local`)."""
+    try:
+        info, pipeline = template_info(name), from_template(name)
+    except UnknownTemplateError as error:
+        raise UsageError(str(error)) from None
+    if output:
+        _emit(pipeline.to_document(), output)
+        return
+    print(f"Name:        {info.name}\nCategory:    {info.category}\n"
+          f"Description: {info.description}")
+    for param in info.params:
+        default = f" (default {json.dumps(param.default)})" if param.default is not None else ""
+        print(f"Param:       {param.name}: {param.type.value}{default}"
+              + (f" - {param.description}" if param.description else ""))
+    for stage in info.stages:
+        print(f"Stage:       {stage}" + (f" ({info.processors[stage]})"
+                                         if stage in info.processors else ""))
+    print()
+    print(pipeline.to_yaml(), end="")
+
+
+def _template_record(info: TemplateInfo) -> dict[str, Any]:
+    return {"name": info.name, "category": info.category, "description": info.description,
+            "stages": list(info.stages), "processors": dict(info.processors),
+            "params": [to_k8s(p) for p in info.params], "source": info.source}
+
+
 # --- local runs ----------------------------------------------------------------------------
 
 @app.command("run")
@@ -510,6 +579,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ClientError, UsageError, ParamError, PipelineDefinitionError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a bug: still one line, the traceback on request
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
+              "for the traceback)", file=sys.stderr)
         return EXIT_USAGE
     return returned if isinstance(returned, int) else EXIT_SUCCEEDED
 

@@ -116,3 +116,48 @@ def test_python_references_load_through_the_sdk(
 def test_graph_of_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", str(EXAMPLES / "document-pipeline.yaml")]) == 0
     assert '"validate" -> "extract"' in capsys.readouterr().out
+
+
+def test_templates_ls_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "ls", "-o", "json"]) == 0
+    listed = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+    assert {"document-processing", "rag", "knowledge-graph"} <= set(listed)
+    assert listed["rag"]["stages"] == ["ingest", "chunk", "embed", "store"]
+    assert main(["templates", "ls", "--category", "retrieval"]) == 0
+    out = capsys.readouterr().out
+    assert "rag" in out and "knowledge-graph" not in out
+    assert main(["templates", "show", "rag"]) == 0
+    out = capsys.readouterr().out
+    assert "Stage:       embed (kubedag.worker.processors.rag:embed)" in out
+    assert "kind: Pipeline" in out
+    assert main(["templates", "show", "nope"]) == EXIT_USAGE
+    assert "no template 'nope'" in capsys.readouterr().err
+
+
+def test_a_template_manifest_lints_and_templates_are_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["templates", "show", "knowledge-graph", "-o", "yaml"]) == 0
+    manifest = tmp_path / "kg.yaml"
+    manifest.write_text(capsys.readouterr().out)
+    assert main(["lint", str(manifest)]) == 0
+    assert main(["lint", "template:knowledge-graph"]) == 0
+    assert "valid (6 stages)" in capsys.readouterr().out
+    assert main(["graph", "template:rag", "--format", "mermaid"]) == 0
+    assert "s2 --> s3" in capsys.readouterr().out
+    assert main(["lint", "template:nope"]) == EXIT_USAGE
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("kubedag.cli.main.list_templates", broken)
+    assert main(["templates", "ls"]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (
+        "error: unexpected RuntimeError: boom (set KUBEDAG_DEBUG=1 for the traceback)")
+    monkeypatch.setenv("KUBEDAG_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["templates", "ls"])

@@ -71,3 +71,19 @@ def test_run_without_local_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
     assert "needs --local" in capsys.readouterr().err
     assert main(["run", "--local", str(REPO / "examples" / "document-pipeline-run.yaml")]) \
         == EXIT_USAGE
+
+
+def test_the_document_template_runs_locally_on_the_sample_documents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    for document in (REPO / "examples" / "documents").iterdir():
+        (inputs / document.name).write_bytes(document.read_bytes())
+    code = main(["run", "--local", "template:document-processing", "--workspace",
+                 str(tmp_path), "-o", "json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == EXIT_SUCCEEDED, result
+    assert list(result["stages"]) == ["ingest", "parse", "normalize", "extract", "embed",
+                                      "build-kg"]
+    assert all(s["phase"] == "Succeeded" for s in result["stages"].values())
