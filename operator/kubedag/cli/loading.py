@@ -1,28 +1,29 @@
 """What `submit`, `lint`, `graph` and `run --local` read: a YAML file or a Python reference.
 
 A YAML file may hold Pipelines and at most one PipelineRun (the shape `kubectl apply` takes);
-`pkg.module:attr` names a pipeline built in Python (an SDK `Pipeline`, or a `kubedag.api`
-Pipeline). Every problem is collected with its field path, in the words `kubedag lint` uses,
-so a broken file fails `submit` the same way it fails `lint`.
+`pkg.module:attr` names a pipeline built in Python (an SDK `Pipeline`, or a function without
+arguments that returns one). Both are checked by the SDK (`validate_document`,
+`Pipeline.validate`: the operator's own checks plus the CRD schema), every problem with its
+field path and step, so a broken file fails `submit` the same way it fails `lint`.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
 
 import yaml
-from pydantic import ValidationError
 
 from kubedag.api import Pipeline, PipelineRun, PipelineSpec
 from kubedag.core.dag import FieldError
-from kubedag.core.validation import validate_pipeline
+from kubedag.sdk import PipelineDefinitionError, load_pipeline
+from kubedag.sdk.manifest import parse_document, validate_document
+from kubedag.templates import from_template
 
+TEMPLATE_PREFIX = "template:"  # `template:rag`: a built-in or registered template
 PYTHON_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -33,13 +34,6 @@ class LoadError(ValueError):
         self.source = source
         self.errors = [str(e) for e in errors]
         super().__init__(f"{source}: " + "; ".join(self.errors))
-
-
-@runtime_checkable
-class BuildsPipeline(Protocol):
-    """An SDK pipeline (anything that turns itself into the API model)."""
-
-    def to_model(self) -> Pipeline: ...
 
 
 @dataclass
@@ -72,10 +66,13 @@ class Loaded:
 
 
 def load(reference: str) -> Loaded:
-    """Read a YAML file or import `pkg.module:attr`; LoadError lists every problem."""
+    """Read a YAML file, a template (`template:NAME`) or `pkg.module:attr`; LoadError lists
+    every problem."""
     path = Path(reference)
     if path.is_file():
         return _load_yaml(reference, path)
+    if reference.startswith(TEMPLATE_PREFIX):
+        return _load_template(reference)
     if PYTHON_REFERENCE.match(reference):
         return _load_python(reference)
     raise LoadError(reference, ["no such file (nor a pkg.module:attr reference)"])
@@ -89,71 +86,43 @@ def _load_yaml(source: str, path: Path) -> Loaded:
     if not documents:
         raise LoadError(source, ["the file is empty"])
     loaded = Loaded(source)
-    errors: list[FieldError | str] = []
+    errors: list[str] = []
     for position, document in enumerate(documents):
         where = f"document {position + 1}: " if len(documents) > 1 else ""
-        kind = document.get("kind") if isinstance(document, dict) else None
-        if kind == "Pipeline":
-            model, problems = _checked(Pipeline, document, document.get("spec"), "spec")
-            if isinstance(model, Pipeline):
-                loaded.pipelines.append(model)
-        elif kind == "PipelineRun":
-            inline = (document.get("spec") or {}).get("pipelineSpec")
-            model, problems = _checked(PipelineRun, document, inline, "spec.pipelineSpec")
-            if loaded.run is not None:
-                problems.append("a file may hold one PipelineRun")
-            elif isinstance(model, PipelineRun):
-                loaded.run = model
+        # The SDK's check of a manifest: schema, DAG, CEL, references, params, metadata.
+        report = validate_document(document)
+        if not report.ok:
+            errors.extend(f"{where}{line}" for line in report.lines())
+            continue
+        model = parse_document(document)
+        if isinstance(model, Pipeline):
+            loaded.pipelines.append(model)
+        elif loaded.run is not None:
+            errors.append(f"{where}a file may hold one PipelineRun")
         else:
-            problems = [f"kind: expected Pipeline or PipelineRun, got {kind!r}"]
-        errors.extend(f"{where}{p}" for p in problems)
+            loaded.run = model
     if errors:
         raise LoadError(source, errors)
     return loaded
 
 
-def _checked(model: type[Pipeline] | type[PipelineRun], document: dict[str, Any],
-             spec: Any, spec_path: str) -> tuple[Pipeline | PipelineRun | None, list[str]]:
-    """The model, and every problem: the pipeline's (graph, CEL, references) with paths,
-    then the rest of the document's."""
-    problems = ([str(e) for e in validate_pipeline(spec, path=spec_path)]
-                if isinstance(spec, dict) else [])
+def _load_template(reference: str) -> Loaded:
     try:
-        return model.model_validate(document), problems
-    except ValidationError as error:
-        for item in error.errors():
-            path = _path(item["loc"])
-            if problems and path.startswith(spec_path):
-                continue  # the pipeline's own problems are already listed, with more detail
-            problems.append(str(FieldError(path, item["msg"].removeprefix("Value error, "))))
-        return None, list(dict.fromkeys(problems))
-
-
-def _path(loc: Sequence[int | str]) -> str:
-    """A pydantic error location as a field path: `spec.stages[0].name`."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+        pipeline = from_template(reference.removeprefix(TEMPLATE_PREFIX))
+    except (LookupError, PipelineDefinitionError) as error:
+        raise LoadError(reference, [str(error)]) from None
+    return Loaded(reference, pipelines=[pipeline.to_model()])
 
 
 def _load_python(reference: str) -> Loaded:
-    module_name, _, attr = reference.partition(":")
     sys.path.insert(0, str(Path.cwd()))  # `kubedag submit -f mypipes:etl` next to mypipes.py
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise LoadError(reference, [f"cannot import {module_name}: {error}"]) from None
+        pipeline = load_pipeline(reference)
+        report = pipeline.validate()
+        if not report.ok:
+            raise LoadError(reference, report.lines())
+        return Loaded(reference, pipelines=[pipeline.to_model()])
+    except PipelineDefinitionError as error:
+        raise LoadError(reference, [str(error)]) from None
     finally:
         sys.path.remove(str(Path.cwd()))
-    value = getattr(module, attr, None)
-    if value is None:
-        raise LoadError(reference, [f"module {module_name} has no attribute {attr!r}"])
-    if isinstance(value, BuildsPipeline):
-        value = value.to_model()
-    if not isinstance(value, Pipeline):
-        raise LoadError(reference, [f"{attr} is a {type(value).__name__}, not a pipeline"])
-    errors = validate_pipeline(value.spec)
-    if errors:
-        raise LoadError(reference, errors)
-    return Loaded(reference, pipelines=[value])

@@ -23,6 +23,7 @@ transition.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,15 +37,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kubedag import contract
-from kubedag.api import PipelineRun, PipelineRunSpec, PipelineSpec
+from kubedag.api import PipelineRun, to_k8s
 from kubedag.cli.graph import render_graph
 from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
+from kubedag.cli.localrun import run_locally
 from kubedag.cli.params import ParamError, declared_types, parse_params
 from kubedag.client import Client, ClientError, RunHandle
 from kubedag.client.display import run_table
 from kubedag.client.objects import pipeline_name, result_of
-from kubedag.core.naming import label_value
 from kubedag.core.params import resolve_params
 from kubedag.core.runview import (
     EXIT_CODES_HELP,
@@ -54,8 +54,18 @@ from kubedag.core.runview import (
     RunResult,
     format_seconds,
 )
+from kubedag.sdk import PipelineDefinitionError
+from kubedag.sdk.manifest import run_of
+from kubedag.templates import (
+    TemplateInfo,
+    UnknownTemplateError,
+    from_template,
+    list_templates,
+    template_info,
+)
 
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+DEBUG_VARIABLE = "KUBEDAG_DEBUG"
 
 
 class OutputFormat(StrEnum):
@@ -90,7 +100,7 @@ class Connection:
 
 app = typer.Typer(
     name="kubedag",
-    help="Submit, watch and steer kubedag pipeline runs.\n\n" + EXIT_CODES_HELP,
+    help="Submit, watch and steer kubedag pipeline runs (kubectl kubedag ... works too).",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -179,31 +189,24 @@ def _finish(handle: RunHandle, *, watch: bool, timeout: float | None,
 # --- submitting ------------------------------------------------------------------------------
 
 def _run_to_submit(loaded: Loaded, params: dict[str, Any], name: str | None) -> PipelineRun:
-    """The PipelineRun to create: the file's own, else an inline run of its pipeline, named
-    after it and labelled with it (so `kubedag ls --pipeline` finds it)."""
-    if loaded.run is not None:
-        run = loaded.run.model_copy(deep=True)
-    else:
-        spec = loaded.spec
-        assert spec is not None  # a Loaded without a run has a pipeline
-        pipeline = label_value(loaded.name)
-        run = PipelineRun(metadata={"generateName": f"{loaded.name}-",
-                                    "labels": {contract.LABEL_PIPELINE: pipeline}},
-                          spec=PipelineRunSpec(pipeline_spec=spec))
+    """The PipelineRun to create: the file's own (with `-p` values over its params), else an
+    inline run of its pipeline as the SDK makes them (labelled with the pipeline's name, so
+    `kubedag ls --pipeline` finds it); params checked against the pipeline's declarations."""
+    if loaded.run is None:
+        assert loaded.spec is not None  # a Loaded without a run has a pipeline
+        return run_of(loaded.spec, pipeline=loaded.name, params=params or None, name=name,
+                      namespace=None)
+    run = loaded.run.model_copy(deep=True)
     if params:
         run.spec.params = {**(run.spec.params or {}), **params}
     if name:
         run.metadata = {k: v for k, v in run.metadata.items() if k != "generateName"}
         run.metadata["name"] = name
+    if loaded.spec is not None:  # else a pipelineRef to the cluster: the operator checks
+        _, errors = resolve_params(loaded.spec, run.spec.params)
+        if errors:
+            raise LoadError(loaded.source, errors)
     return run
-
-
-def _check_params(spec: PipelineSpec | None, run: PipelineRun, source: str) -> None:
-    if spec is None:
-        return  # a pipelineRef to a Pipeline on the cluster: the operator checks
-    _, errors = resolve_params(spec, run.spec.params)
-    if errors:
-        raise LoadError(source, errors)
 
 
 @app.command()
@@ -227,7 +230,6 @@ def submit(
     loaded = load(file)
     params = parse_params(param or [], declared_types(loaded.spec))
     run = _run_to_submit(loaded, params, name)
-    _check_params(loaded.spec, run, file)
     client = _connection(ctx).client()
     if loaded.run is not None:
         for pipeline in loaded.pipelines:  # the run may reference them
@@ -426,6 +428,108 @@ def graph(
     print(render_graph(spec, fmt.value, name=handle.name, phases=phases), end="")
 
 
+# --- templates -----------------------------------------------------------------------------
+
+templates_app = typer.Typer(help="Ready-made pipelines: document processing, RAG, knowledge "
+                            "graph. Run one with `kubedag run --local template:NAME` or "
+                            "`kubedag submit -f template:NAME`.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+
+
+@templates_app.command("ls")
+def templates_ls(
+    category: Annotated[str | None, typer.Option(help="Only templates of this category.")]
+    = None,
+    output: OutputOpt = None,
+) -> None:
+    """List the templates."""
+    infos = list_templates(category)
+    if output:
+        _emit([_template_record(info) for info in infos], output)
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in ("NAME", "CATEGORY", "STAGES", "DESCRIPTION"):
+        table.add_column(column, no_wrap=column != "DESCRIPTION")
+    for info in infos:
+        table.add_row(info.name, info.category, str(len(info.stages)), info.description)
+    _console().print(table)
+
+
+@templates_app.command("show")
+def templates_show(
+    name: Annotated[str, typer.Argument(help="Template name (see kubedag templates ls).")],
+    output: OutputOpt = None,
+) -> None:
+    """Describe a template and print its Pipeline manifest; with -o yaml|json, the manifest
+    alone (ready for `kubectl apply -f` or `kubedag run --local`)."""
+    try:
+        info, pipeline = template_info(name), from_template(name)
+    except UnknownTemplateError as error:
+        raise UsageError(str(error)) from None
+    if output:
+        _emit(pipeline.to_document(), output)
+        return
+    print(f"Name:        {info.name}\nCategory:    {info.category}\n"
+          f"Description: {info.description}")
+    for param in info.params:
+        default = f" (default {json.dumps(param.default)})" if param.default is not None else ""
+        print(f"Param:       {param.name}: {param.type.value}{default}"
+              + (f" - {param.description}" if param.description else ""))
+    for stage in info.stages:
+        print(f"Stage:       {stage}" + (f" ({info.processors[stage]})"
+                                         if stage in info.processors else ""))
+    print()
+    print(pipeline.to_yaml(), end="")
+
+
+def _template_record(info: TemplateInfo) -> dict[str, Any]:
+    return {"name": info.name, "category": info.category, "description": info.description,
+            "stages": list(info.stages), "processors": dict(info.processors),
+            "params": [to_k8s(p) for p in info.params], "source": info.source}
+
+
+# --- local runs ----------------------------------------------------------------------------
+
+@app.command("run")
+def run_command(
+    file: Annotated[str, typer.Argument(help="Pipeline YAML, or pkg.module:attr.")],
+    local: Annotated[bool, typer.Option(
+        "--local", help="Run on this machine: each stage a local kubedag-worker process, "
+        "scheduled by the operator's own decision core.")] = False,
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="NAME=VALUE, as for submit. Repeatable.")] = None,
+    workspace: Annotated[Path | None, typer.Option(
+        help="Directory shared by the stages (default: a new temporary one, kept).")] = None,
+    timeout: TimeoutOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Run a pipeline locally (--local) and exit with the run's exit code."""
+    if not local:
+        raise UsageError("kubedag run needs --local (to run on a cluster: kubedag submit)")
+    loaded = load(file)
+    params = parse_params(param or [], declared_types(loaded.spec))
+    run = _run_to_submit(loaded, params, None)
+    if run.spec.pipeline_spec is None:
+        if loaded.spec is None:
+            raise UsageError(f"{file}: a local run needs the pipeline itself, not a "
+                             "pipelineRef to one on a cluster")
+        run.spec = run.spec.model_copy(update={"pipeline_spec": loaded.spec,
+                                               "pipeline_ref": None})
+    run.metadata = {**run.metadata, "name": run.metadata.get("name") or loaded.name}
+    try:
+        result, timed_out = run_locally(run, workspace=workspace, timeout=timeout,
+                                        stream=sys.stderr if output else sys.stdout)
+    except ValueError as error:  # what kubedag.local cannot run at all
+        raise UsageError(str(error)) from None
+    if output:
+        _emit(result.to_dict(), output)
+    if timed_out:
+        print(f"timed out: local run {result.name} cancelled after {timeout:g} s",
+              file=sys.stderr)
+        raise typer.Exit(EXIT_TIMED_OUT)
+    raise typer.Exit(result.exit_code)
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 _GLOBAL_WITH_VALUE = ("--kubeconfig", "--context", "--namespace", "-n")
@@ -473,8 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.errors:
             print(f"error: {error.source}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except (ClientError, UsageError, ParamError) as error:
+    except (ClientError, UsageError, ParamError, PipelineDefinitionError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a bug: still one line, the traceback on request
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 "
+              "for the traceback)", file=sys.stderr)
         return EXIT_USAGE
     return returned if isinstance(returned, int) else EXIT_SUCCEEDED
 

@@ -17,7 +17,15 @@ from kubedag.api import (
     StageCheckpoint,
     StagePhase,
 )
-from kubedag.client.display import LineDisplay, choose_display, run_table, transitions, tree_rows
+from kubedag.client.display import (
+    LineDisplay,
+    LiveDisplay,
+    NotebookDisplay,
+    choose_display,
+    run_table,
+    transitions,
+    tree_rows,
+)
 from kubedag.client.logs import LogLine, pod_order, stage_notes, termination_notes
 from kubedag.core.observe import PodSummary
 from kubedag.core.runview import RunResult
@@ -148,3 +156,29 @@ def test_stage_notes_for_missing_pods() -> None:
         "[train:0] skipped (WhenFalse: when was false), no pod"]
     assert stage_notes(result.stages["prep"], 1) == []
     assert stage_notes(result.stages["notify"], 0) == []
+
+
+def test_the_live_display_redraws_the_tree() -> None:
+    out = io.StringIO()
+    display = choose_display(True, out)
+    assert isinstance(display, LiveDisplay)
+    display.update(view(prep=StageCheckpoint(phase=StagePhase.RUNNING, attempts=1,
+                                             start_time=at(1))))
+    display.close()
+    text = out.getvalue()
+    assert "prep" in text and "notify" in text and "ATTEMPT" in text
+
+
+def test_notebook_bars_count_finished_stages_and_fan_out_items() -> None:
+    display = NotebookDisplay()
+    display.update(view(
+        prep=StageCheckpoint(phase=StagePhase.SUCCEEDED, attempts=1, start_time=at(1),
+                             finish_time=at(2)),
+        train=StageCheckpoint(phase=StagePhase.RUNNING, attempts=1, start_time=at(3),
+                              fan_out=FanOutStatus(succeeded=3, total=4))))
+    bars = display.bars
+    assert (bars[""].n, bars[""].total) == (1, 4)
+    assert (bars["prep"].n, bars["prep"].total) == (1, 1)
+    assert (bars["train"].n, bars["train"].total) == (3, 4)
+    assert (bars["notify"].n, bars["notify"].total) == (0, 1)
+    display.close()
