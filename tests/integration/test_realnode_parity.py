@@ -126,8 +126,8 @@ def test_local_runs_match_the_cluster_stage_by_stage(
 ) -> None:
     suffix = uuid.uuid4().hex[:5]
 
-    def start_on_cluster(example: Example) -> str:
-        name = f"parity-{len(started)}-{suffix}"
+    def start_on_cluster(index: int, example: Example) -> str:
+        name = f"parity-{index}-{suffix}"
         claim = None
         if example.inputs is not None:
             claim = f"{name}-ws"
@@ -138,13 +138,9 @@ def test_local_runs_match_the_cluster_stage_by_stage(
                    _on_the_test_bed(example, real_node, claim, name))
         return name
 
-    started: list[str] = []
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = []
-        for example in EXAMPLE_RUNS:
-            futures.append(pool.submit(start_on_cluster, example))
-            started.append(example.name)
+        futures = [pool.submit(start_on_cluster, i, e) for i, e in enumerate(EXAMPLE_RUNS)]
         # The local runs meanwhile, one after another, on this same machine.
         local: dict[str, dict[str, tuple[Any, ...]]] = {}
         local_seconds: dict[str, float] = {}
