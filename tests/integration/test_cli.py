@@ -287,7 +287,7 @@ def test_suspend_resume_and_retry_from_a_stage(
     wait_for(lambda: cli.json("get", "steer-1")["phase"] == "Paused", what="Paused")
     assert cli("resume", "steer-1").returncode == 0
     assert cli("watch", "steer-1").returncode == 1
-    assert "a succeeded" in assert_one_line_error(cli("retry", "steer-1", "--from", "a"))
+    assert "no stage 'x'" in assert_one_line_error(cli("retry", "steer-1", "--from", "x"))
     done = cli("retry", "steer-1", "--from", "b", "--wait", "-o", "json")
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
@@ -295,6 +295,12 @@ def test_suspend_resume_and_retry_from_a_stage(
     assert result["stages"]["a"]["reason"] == "StageReused"
     assert get_run(cli.cluster, cli.namespace, "steer-1-retry-1")["spec"]["resumeFrom"] == \
         "steer-1"
+    # From a stage that succeeded: it runs again, with everything after it.
+    done = cli("retry", "steer-1", "--from", "a", "--wait", "-o", "json")
+    assert done.returncode == 1, done.stderr
+    stages = json.loads(done.stdout)["stages"]
+    assert stages["a"]["phase"] == "Succeeded" and stages["a"]["reason"] != "StageReused"
+    assert stages["a"]["attempts"] == 1
 
 
 def test_graph_of_a_run_is_coloured_by_phase(

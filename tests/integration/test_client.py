@@ -56,16 +56,21 @@ def test_a_failed_run_exits_1_and_retry_reuses_its_succeeded_stages(
     assert result.stages["bad"].phase == StagePhase.FAILED
     with pytest.raises(ClientError, match="no stage 'nope'"):
         handle.retry(from_stage="nope")
-    with pytest.raises(ClientError, match="ok succeeded and would be reused"):
-        handle.retry(from_stage="ok")
     again = handle.retry(from_stage="bad")
     assert again.name == "flaky-retry-1"
     assert again.get().spec.resume_from == "flaky"
     retried = again.wait(timeout=60)
     assert retried.stages["ok"].reason == reasons.STAGE_REUSED
     assert retried.stages["bad"].attempts == 1
+    # From a stage that succeeded: it runs again (spec.rerunStages), and so does all after it.
+    from_ok = handle.retry(from_stage="ok")
+    assert from_ok.get().spec.rerun_stages == ["ok"]
+    rerun = from_ok.wait(timeout=60)
+    assert rerun.stages["ok"].phase == StagePhase.SUCCEEDED
+    assert rerun.stages["ok"].reason != reasons.STAGE_REUSED
+    assert rerun.stages["bad"].phase == StagePhase.FAILED
     # A retry of the retry counts on from the original name.
-    assert again.retry().name == "flaky-retry-2"
+    assert again.retry().name == "flaky-retry-3"
 
 
 def test_wait_gives_up_with_timeout_error_and_cancel_ends_the_run_cancelled(

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from kubedag.api._base import ApiModel, cel_rule
-from kubedag.api.pipeline import PipelineSpec
+from kubedag.api._base import ApiModel, StageName, cel_rule
+from kubedag.api.pipeline import MAX_STAGES, PipelineSpec
 from kubedag.api.status import PipelineRunStatus
 from kubedag.api.workspace import Workspace
 from kubedag.contract import API_GROUP, API_VERSION
@@ -32,6 +32,11 @@ class PipelineRunSpec(ApiModel):
                 cel_rule(
                     "has(self.pipelineRef) != has(self.pipelineSpec)",
                     "set exactly one of pipelineRef or pipelineSpec",
+                ),
+                cel_rule(
+                    "!has(self.rerunStages) || has(self.resumeFrom)",
+                    "rerunStages needs resumeFrom (the run whose other stages are reused)",
+                    field_path=".rerunStages",
                 ),
             ]
         }
@@ -74,6 +79,14 @@ class PipelineRunSpec(ApiModel):
         description="Name of an earlier PipelineRun (same namespace) whose Succeeded stages "
         "are reused, with their outputs, instead of being run again.",
     )
+    rerun_stages: list[StageName] | None = Field(
+        default=None,
+        max_length=MAX_STAGES,
+        description="With resumeFrom: stages that run again even though they succeeded in that "
+        "run, and with them every stage downstream of them (finally stages too), as "
+        "`kubedag retry --from STAGE` asks. An unknown name fails the run.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     priority: int = Field(
         default=0,
         ge=-1000,
@@ -103,6 +116,9 @@ class PipelineRunSpec(ApiModel):
     def _one_pipeline(self) -> PipelineRunSpec:
         if (self.pipeline_ref is None) == (self.pipeline_spec is None):
             raise ValueError("set exactly one of pipelineRef or pipelineSpec")
+        if self.rerun_stages and self.resume_from is None:
+            raise ValueError("rerunStages needs resumeFrom (the run whose other stages are "
+                             "reused)")
         return self
 
 

@@ -10,9 +10,10 @@ from kubernetes import config as k8s_config
 
 from kubedag import contract
 from kubedag.api import Pipeline, PipelineRun, to_k8s
-from kubedag.client.errors import ClientError, ConflictError, NotFoundError, api_errors
+from kubedag.client.errors import ClientError, NotFoundError, api_errors
 from kubedag.client.handle import RunHandle
 from kubedag.client.objects import (
+    FIELD_MANAGER,
     PLURAL_PIPELINES,
     PLURAL_RUNS,
     REQUEST_TIMEOUT_SECONDS,
@@ -104,7 +105,9 @@ class Client:
     # --- pipelines -------------------------------------------------------------------------
 
     def apply_pipeline(self, pipeline: Pipeline) -> None:
-        """Create the Pipeline, or replace the one of the same name (like `kubectl apply`)."""
+        """Create the Pipeline, or update the one of the same name, as `kubectl apply
+        --server-side` does: no read-modify-write, so the operator writing the Pipeline's
+        status at the same moment cannot make it fail with a conflict."""
         name = pipeline.metadata.get("name")
         if not name:
             raise ClientError("the pipeline has no metadata.name")
@@ -112,23 +115,12 @@ class Client:
         body = to_k8s(pipeline)
         body.pop("status", None)
         body["metadata"] = {**pipeline.metadata, "namespace": namespace}
-        what = f"applying pipeline {name} in namespace {namespace}"
-        try:
-            with api_errors(what):
-                self.custom.create_namespaced_custom_object(
-                    contract.API_GROUP, contract.API_VERSION, namespace, PLURAL_PIPELINES, body,
-                    _request_timeout=REQUEST_TIMEOUT_SECONDS)
-            return
-        except ConflictError:
-            pass
-        with api_errors(what):
-            current = as_object(self.custom.get_namespaced_custom_object(
+        with api_errors(f"applying pipeline {name} in namespace {namespace}"):
+            self.custom.patch_namespaced_custom_object(
                 contract.API_GROUP, contract.API_VERSION, namespace, PLURAL_PIPELINES, name,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS))
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self.custom.replace_namespaced_custom_object(
-                contract.API_GROUP, contract.API_VERSION, namespace, PLURAL_PIPELINES, name,
-                body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                body, field_manager=FIELD_MANAGER, force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=REQUEST_TIMEOUT_SECONDS)
 
     def get_pipeline(self, name: str) -> Pipeline:
         """The Pipeline of this name in the client's namespace."""

@@ -12,7 +12,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from kubedag import contract
-from kubedag.api import PipelineRun, PipelineRunStatus, PipelineSpec, StagePhase
+from kubedag.api import PipelineRun, PipelineRunStatus, PipelineSpec
 from kubedag.client.errors import ClientError, ConflictError, NotFoundError, api_errors
 from kubedag.client.objects import (
     PLURAL_RUNS,
@@ -21,8 +21,6 @@ from kubedag.client.objects import (
     parse_run,
     result_of,
 )
-from kubedag.core.dag import Node
-from kubedag.core.dag import build as build_dag
 from kubedag.core.runview import RunResult
 
 if TYPE_CHECKING:
@@ -145,14 +143,14 @@ class RunHandle:
         (`spec.resumeFrom`), named `<run>-retry-<n>`.
 
         `from_stage` must be a stage of the run; it and everything downstream of it run
-        again. They must not have succeeded here: resumeFrom reuses every succeeded stage,
-        and the API has no way yet to ask for a succeeded stage to run again.
+        again, even where they succeeded here (`spec.rerunStages`).
         """
         old = self.get()
         if from_stage is not None:
-            self._check_rerunnable(old, from_stage)
+            self._check_stage(old, from_stage)
         spec = old.spec.model_copy(update={
-            "resume_from": self.name, "suspend": False, "cancel": False, "dry_run": False})
+            "resume_from": self.name, "suspend": False, "cancel": False, "dry_run": False,
+            "rerun_stages": [from_stage] if from_stage is not None else None})
         metadata: dict[str, Any] = {"namespace": self.namespace}
         if old.metadata.get("labels"):
             metadata["labels"] = dict(old.metadata["labels"])
@@ -215,24 +213,14 @@ class RunHandle:
                 contract.API_GROUP, contract.API_VERSION, self.namespace, PLURAL_RUNS,
                 self.name, {"spec": spec}, _request_timeout=REQUEST_TIMEOUT_SECONDS)
 
-    def _check_rerunnable(self, run: PipelineRun, from_stage: str) -> None:
+    def _check_stage(self, run: PipelineRun, stage: str) -> None:
         spec = (run.status.pipeline_spec if run.status else None) or run.spec.pipeline_spec
         if spec is None:
             raise ClientError(f"run {self.name} has not started: retry it without --from")
         stages = spec.all_stages()
-        if from_stage not in {s.name for s in stages}:
+        if stage not in {s.name for s in stages}:
             known = ", ".join(s.name for s in stages)
-            raise ClientError(f"run {self.name} has no stage {from_stage!r} (stages: {known})")
-        dag = build_dag([Node(s.name, tuple(s.depends_on or ())) for s in stages],
-                        external=())
-        again = {from_stage, *dag.downstream(from_stage)}
-        checkpoints = (run.status.stages if run.status else None) or {}
-        succeeded = sorted(n for n in again
-                           if n in checkpoints and checkpoints[n].phase == StagePhase.SUCCEEDED)
-        if succeeded:
-            raise ClientError(
-                f"cannot retry run {self.name} from {from_stage}: {', '.join(succeeded)} "
-                "succeeded and would be reused (spec.resumeFrom reuses every succeeded stage)")
+            raise ClientError(f"run {self.name} has no stage {stage!r} (stages: {known})")
 
 
 def _gone_as_none(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any] | None]:

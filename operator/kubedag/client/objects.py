@@ -12,6 +12,8 @@ PLURAL_RUNS: Final = "pipelineruns"
 PLURAL_PIPELINES: Final = "pipelines"
 # Ordinary calls give up after this long: a dead API server must not hang `kubedag get`.
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
+# Who owns the fields the client applies (server-side apply), as `kubectl` names itself.
+FIELD_MANAGER: Final = "kubedag-client"
 _TOP_LEVEL_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 
 

@@ -27,6 +27,7 @@ from kubedag.api import (
     WorkspaceStatus,
 )
 from kubedag.core import reasons
+from kubedag.core.dag import build_from_pairs
 from kubedag.core.jobspec import JobSettings, RunIdentity, build_claim, build_job
 from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
@@ -118,6 +119,7 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
     # pass would be most of the pass's cost.
     errors = check_pipeline(pipeline) if status.pipeline_spec is None else []
     params, param_errors = resolve_params(pipeline, facts.spec.params)
+    param_errors += rerun_errors(pipeline, facts.spec.rerun_stages or [])
     if errors or param_errors:
         message = "; ".join([*errors, *param_errors])
         finish_run(status, RunPhase.FAILED, reasons.INVALID_PIPELINE, message,
@@ -173,6 +175,25 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
     refresh_run_status(status, pipeline, facts.spec.suspend, facts.generation, now, p.plan.events,
                        queued=plan.waiting_for_room)
     return plan
+
+
+def rerun_closure(pipeline: PipelineSpec, rerun: Sequence[str]) -> set[str]:
+    """The stages `rerunStages` sends round again: those named, everything downstream of
+    them and, when there are any, the finally stages (they report on the main stages)."""
+    if not rerun:
+        return set()
+    graph = build_from_pairs((s.name, s.depends_on or ()) for s in pipeline.stages)
+    again = set(rerun)
+    for name in rerun:
+        if name in graph:
+            again |= graph.downstream(name)
+    return again | {s.name for s in pipeline.finally_ or []}
+
+
+def rerun_errors(pipeline: PipelineSpec, rerun: Sequence[str]) -> list[str]:
+    names = {s.name for s in pipeline.all_stages()}
+    return [f"spec.rerunStages[{i}]: unknown stage {name!r}"
+            for i, name in enumerate(rerun) if name not in names]
 
 
 # --- observations --------------------------------------------------------------------------
@@ -539,10 +560,12 @@ def _reuse_finished_stages(p: _Pass) -> None:
     previous = p.facts.resume_checkpoints
     if not previous:
         return
+    again = rerun_closure(p.pipeline, p.facts.spec.rerun_stages or [])
     reused = []
     for stage in p.pipeline.all_stages():
         old = previous.get(stage.name)
-        reusable = old is not None and old.phase == StagePhase.SUCCEEDED
+        reusable = (old is not None and old.phase == StagePhase.SUCCEEDED
+                    and stage.name not in again)
         if old is not None and reusable and stage.name not in p.checkpoints:
             p.checkpoints[stage.name] = old.model_copy(
                 update={"reason": reasons.STAGE_REUSED,

@@ -132,16 +132,9 @@ def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, An
     return {labels[LABEL_RUN_UID]: summarize_pod(dict(body))}
 
 
-@kopf.index(GROUP, VERSION, "pipelines")
-def kubedag_pipelines(namespace: str | None, name: str, spec: kopf.Spec,
-                      **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): dict(spec)}
-
-
 def _bind(kwargs: dict[str, Any]) -> None:
     state.indexes.jobs = kwargs["kubedag_jobs"]
     state.indexes.pods = kwargs["kubedag_pods"]
-    state.indexes.pipelines = kwargs["kubedag_pipelines"]
 
 
 # --- events -----------------------------------------------------------------------------------

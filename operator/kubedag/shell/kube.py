@@ -138,6 +138,18 @@ class Kube:
             raise
         return cast(dict[str, Any], result)
 
+    async def get_pipeline_spec(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pipeline's spec as the API server has it now (None: there is no such Pipeline)."""
+        path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{namespace}/"
+                f"{PLURAL_PIPELINES}/{name}")
+        try:
+            body = await asyncio.to_thread(self._call, "GET", path)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], (body or {}).get("spec"))
+
     async def patch_pipeline_status(self, namespace: str, name: str,
                                     status: dict[str, Any]) -> None:
         self._wrote("patch", "pipelines/status")

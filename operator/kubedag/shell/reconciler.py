@@ -41,12 +41,13 @@ log = logging.getLogger("kubedag.reconciler")
 
 
 class Indexes:
-    """Live views of kopf's indexes (jobs and pods by run UID, pipelines by (ns, name))."""
+    """Live views of kopf's indexes (jobs and pods by run UID). Pipelines are not indexed: a
+    run reads its Pipeline from the API server once, when it starts (see
+    `Reconciler._referenced_pipeline`)."""
 
     def __init__(self) -> None:
         self.jobs: Mapping[str, Any] = {}
         self.pods: Mapping[str, Any] = {}
-        self.pipelines: Mapping[tuple[str, str], Any] = {}
 
 
 class Reconciler:
@@ -95,10 +96,11 @@ class Reconciler:
                 self.writer.forget(ref.uid)
             self._settle_budget(key, body, None)
             return None
+        referenced = await self._referenced_pipeline(body)
         now = datetime.now(UTC)
         computing = time.perf_counter()
         try:
-            facts = self._facts(body)
+            facts = self._facts(body, referenced)
         except ValidationError as error:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
@@ -134,7 +136,20 @@ class Reconciler:
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
-    def _facts(self, body: dict[str, Any]) -> RunFacts:
+    async def _referenced_pipeline(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The spec of the Pipeline a run that has not started refers to, read from the API
+        server rather than the watch cache: `kubectl apply -f pipeline.yaml` then creating a
+        run must run what was just applied, and the cache may not have seen it yet. Once the
+        run has started it keeps its own snapshot, so this is one GET per run."""
+        ref = (body.get("spec") or {}).get("pipelineRef") or {}
+        started = self._decided.get(body["metadata"]["uid"])
+        if not isinstance(ref.get("name"), str) or (
+                started is not None and started.pipeline_spec is not None) or (
+                (body.get("status") or {}).get("pipelineSpec") is not None):
+            return None
+        return await self.kube.get_pipeline_spec(body["metadata"]["namespace"], ref["name"])
+
+    def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None) -> RunFacts:
         meta = body["metadata"]
         uid = meta["uid"]
         spec = self._parsed_spec(uid, int(meta.get("generation", 1)), body)
@@ -142,10 +157,8 @@ class Reconciler:
         status = (decided if decided is not None
                   else PipelineRunStatus.model_validate(body.get("status") or {}))
         referenced = None
-        if status.pipeline_spec is None and spec.pipeline_ref is not None:
-            for stored in self.indexes.pipelines.get((meta["namespace"], spec.pipeline_ref.name),
-                                                     []):
-                referenced = PipelineSpec.model_validate(stored)
+        if status.pipeline_spec is None and referenced_body is not None:
+            referenced = PipelineSpec.model_validate(referenced_body)
         jobs: dict[str, JobSummary] = {j.name: j for j in self.indexes.jobs.get(uid, [])}
         expected = self.runs.expected(uid)
         for name, job in expected.items():

@@ -703,6 +703,32 @@ def test_resume_reuses_succeeded_checkpoints_with_their_outputs() -> None:
     assert reasons.RESUMED_FROM in reasons_of(plan)
 
 
+def test_rerun_stages_run_again_with_everything_downstream_and_finally() -> None:
+    """`kubedag retry --from b`: a, upstream, is reused; b, c after it and the finally stage
+    run again although they succeeded; d, beside them, is reused."""
+    done = {name: StageCheckpoint(phase=S, attempts=1, job=f"old-{name}-1", start_time=T0,
+                                  finish_time=at(5), outputs={"n": 1}) for name in "abcdz"}
+    spec = pipeline(stage("a"), stage("b", "a"), stage("c", "b"), stage("d", "a"),
+                    finally_=[stage("z")])
+    f = facts(spec, run_spec={"resumeFrom": "old", "rerunStages": ["b"]},
+              resume_checkpoints=done)
+    plan = decide(f, at(100))
+    assert {n: cp.reason for n, cp in (plan.status.stages or {}).items()} == {
+        "a": reasons.STAGE_REUSED, "d": reasons.STAGE_REUSED, "b": None}
+    assert started(plan) == ["b"]
+
+
+def test_an_unknown_rerun_stage_fails_the_run_naming_the_field() -> None:
+    spec = pipeline(stage("a"))
+    f = facts(spec, run_spec={"resumeFrom": "old", "rerunStages": ["a", "nope"]},
+              resume_checkpoints={})
+    plan = decide(f, at(1))
+    assert plan.status.phase == RunPhase.FAILED
+    succeeded = condition(plan, CONDITION_SUCCEEDED)
+    assert succeeded is not None
+    assert "spec.rerunStages[1]: unknown stage 'nope'" in succeeded.message
+
+
 @pytest.mark.parametrize(("ttl", "now", "delete", "requeue"), [
     (None, 1000, False, None),
     (60, 30, False, 30.0),
