@@ -110,6 +110,9 @@ def main() -> int:
               f"{'the real node (real containers)' if node is not None else 'kwok (simulated)'}")
         print()
         subprocess.run([*kubectl, "get", "pipelinerun", NAME], env=env, check=False)
+        print(f"\nkubedag get {NAME}")
+        subprocess.run([str(Path(sys.executable).parent / "kubedag"), "--kubeconfig",
+                        str(plane.kubeconfig), "get", NAME], env=env, check=False)
         print()
         subprocess.run([*kubectl, "get", "jobs", "-L", "kubedag.io/stage"], env=env, check=False)
         print()
