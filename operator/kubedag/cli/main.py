@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -349,28 +349,28 @@ def retry(
         _emit(handle.result().to_dict(), output)
 
 
+def _steer(ctx: typer.Context, run: str, action: Callable[[RunHandle], None], done: str) -> None:
+    handle = _connection(ctx).client().run(run)
+    action(handle)
+    print(f"run {handle.name} {done}")
+
+
 @app.command()
 def suspend(ctx: typer.Context, run: RunArg) -> None:
     """Start no new stages (running ones finish); the run shows Paused."""
-    handle = _connection(ctx).client().run(run)
-    handle.suspend()
-    print(f"run {handle.name} suspended")
+    _steer(ctx, run, RunHandle.suspend, "suspended")
 
 
 @app.command()
 def resume(ctx: typer.Context, run: RunArg) -> None:
     """Let a suspended run start stages again."""
-    handle = _connection(ctx).client().run(run)
-    handle.resume()
-    print(f"run {handle.name} resumed")
+    _steer(ctx, run, RunHandle.resume, "resumed")
 
 
 @app.command()
 def cancel(ctx: typer.Context, run: RunArg) -> None:
     """Stop a run for good: running stages are stopped, the run ends Cancelled."""
-    handle = _connection(ctx).client().run(run)
-    handle.cancel()
-    print(f"run {handle.name} cancelled")
+    _steer(ctx, run, RunHandle.cancel, "cancelled")
 
 
 # --- offline -------------------------------------------------------------------------------
