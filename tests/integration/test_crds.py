@@ -83,6 +83,18 @@ def test_duplicate_stage_names_are_blamed_once_on_the_duplicate(
     assert "dependsOn" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(("manifest", "says"), [
+    ("self-dependency.yaml", "stage loop: a stage cannot depend on itself"),
+    ("command-and-processor.yaml", "stage both: set either command or processor, not both"),
+])
+def test_a_rule_on_one_stage_names_the_stage(
+    crd_cluster: Cluster, namespace: str, manifest: str, says: str
+) -> None:
+    result = crd_cluster.kubectl("create", "-n", namespace,
+                                 "-f", str(EXAMPLES / "invalid" / manifest), check=False)
+    assert says in result.stderr, result.stderr
+
+
 def explain(cluster: Cluster, field: str) -> str:
     """`kubectl explain`, retried: the OpenAPI document lags a CRD's Established condition."""
 

@@ -74,16 +74,28 @@ def to_k8s(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def cel_rule(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
+def cel_rule(rule: str, message: str, *, field_path: str | None = None,
+             message_expression: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry: a CEL rule the API server checks at apply time.
 
     Models carry their rules next to the pydantic validators that enforce the same thing in
-    Python, so the CRD and the operator cannot disagree silently.
+    Python, so the CRD and the operator cannot disagree silently. A `message_expression` (CEL
+    giving a string) names what is wrong where the user wrote it; `message` stays the fallback
+    the API server shows if the expression fails.
     """
     entry: JsonDict = {"rule": rule, "message": message}
+    if message_expression:
+        entry["messageExpression"] = message_expression
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def about_the_stage(message: str) -> str:
+    """A messageExpression naming the stage a rule on one stage failed for: "stage loop: ..."
+    reads better than an index into spec.stages. Cheap: a name is at most 63 characters."""
+    quoted = message.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'stage ' + self.name + ': {quoted}'"
 
 
 # Schema marker: the CRD stores this field as an opaque object (no nested schema, no CEL), for

@@ -15,6 +15,7 @@ from kubedag.api._base import (
     ApiModel,
     Identifier,
     StageName,
+    about_the_stage,
     cel_rule,
 )
 from kubedag.api.resources import Resources, Toleration
@@ -148,24 +149,31 @@ class OutputSpec(ApiModel):
     )
 
 
+def _stage_rule(rule: str, message: str, *, field_path: str | None = None) -> dict[str, Any]:
+    """A rule on one stage whose message names the stage (the API server's field path only
+    has its index)."""
+    return cel_rule(rule, message, field_path=field_path,
+                    message_expression=about_the_stage(message))
+
+
 class Stage(ApiModel):
     """One step of the DAG, run as a Kubernetes Job once its dependencies are done."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel_rule(
+                _stage_rule(
                     "!(has(self.command) && has(self.processor))",
                     "set either command or processor, not both",
                 ),
-                cel_rule(
+                _stage_rule(
                     "!has(self.command) || has(self.image)", "a stage with a command needs an image"
                 ),
-                cel_rule(
+                _stage_rule(
                     "has(self.processor) || has(self.image)",
                     "set processor, or image (with or without command)",
                 ),
-                cel_rule(
+                _stage_rule(
                     "!has(self.dependsOn) || !(self.name in self.dependsOn)",
                     "a stage cannot depend on itself",
                     field_path=".dependsOn",
