@@ -171,7 +171,7 @@ build_kueue() {
   if [ -x "$dest/kueue" ] && [ -d "$dest/crd/bases" ] && [ -f "$dest/webhook/manifests.yaml" ]; then
     log "kueue $KUEUE_VERSION: cached"; return
   fi
-  log "kueue $KUEUE_VERSION: building the manager (about 3 min cold)"
+  log "kueue $KUEUE_VERSION: building the manager (about 6 min cold)"
   local src mod="$workdir/kueue-$KUEUE_VERSION" staging="$dest.partial"
   src="$(go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
   rm -rf "$mod" "$staging"; mkdir -p "$mod" "$staging"; cd "$mod"
@@ -196,7 +196,8 @@ func metricsCertDir() string {
 	return "/etc/kueue/metrics/certs"
 }
 GO
-  go mod tidy
+  # -mod=mod resolves the rest from Kueue's own go.mod (it has no replaces), and unlike
+  # `go mod tidy` downloads no module that only tests need.
   go build -mod=mod -o "$staging/kueue" -ldflags "-s -w \
     -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION \
     -X sigs.k8s.io/kueue/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" .

@@ -10,9 +10,11 @@ kubedag operator relies on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from kubedag.testbed.kueue import (
@@ -28,6 +30,8 @@ from kubedag.testbed.kueue import (
 )
 from tests.integration.support import Cluster, wait_for
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kueue" / "queues.yaml"
+
 
 @pytest.fixture
 def queues(cluster: Cluster, kueue: KueueHandle, namespace: str) -> Iterator[Queues]:
@@ -40,7 +44,7 @@ def queues(cluster: Cluster, kueue: KueueHandle, namespace: str) -> Iterator[Que
 
 
 def _job(cluster: Cluster, name: str, *, gpus: int, queue: str | None,
-         suspend: bool) -> dict[str, Any]:
+         suspend: bool, pods: int = 1) -> dict[str, Any]:
     labels = {QUEUE_NAME_LABEL: queue} if queue else {}
     resources = {"cpu": "100m", "memory": "64Mi", GPU: str(gpus)}
     return {
@@ -48,6 +52,8 @@ def _job(cluster: Cluster, name: str, *, gpus: int, queue: str | None,
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "suspend": suspend,
+            "parallelism": pods,
+            "completions": pods,
             "backoffLimit": 0,
             "template": {"spec": {
                 "restartPolicy": "Never",
@@ -130,3 +136,35 @@ def test_kueues_webhook_suspends_a_queued_job_created_running(
     assert workload["spec"]["queueName"] == "no-such-queue"
     assert _read_job(cluster, namespace, "queued").spec.suspend is True
     assert _pods_of(cluster, namespace, "queued") == []
+
+
+def test_the_example_queues_lend_gpus_within_their_cohort(
+        cluster: Cluster, kueue: KueueHandle) -> None:
+    """examples/kueue/queues.yaml as users apply it: team-a's 4 GPUs plus 2 lent by team-b."""
+    objects = [doc for doc in yaml.safe_load_all(EXAMPLE.read_text()) if doc]
+    cluster.kubectl("apply", "--server-side", "-f", str(EXAMPLE))
+    try:
+        job = _job(cluster, "six-gpus", gpus=3, pods=2, queue="gpu", suspend=True)
+        cluster.batch.create_namespaced_job("team-a", job)
+        admitted = wait_for(
+            lambda: (w := job_workload(cluster.api_client, "team-a", "six-gpus")) and
+            (condition(w, "Admitted") or {}).get("status") == "True" and w,
+            timeout=30, what="the 6-GPU Job in team-a (nominal quota 4) to be admitted")
+        assert admitted["status"]["admission"]["clusterQueue"] == "team-a"
+
+        def borrowed() -> int:
+            queue = cluster.custom.get_cluster_custom_object(
+                GROUP, "v1beta2", "clusterqueues", "team-a")
+            return sum(int(r.get("borrowed", 0))
+                       for usage in queue["status"].get("flavorsReservation", [])
+                       for r in usage["resources"] if r["name"] == GPU)
+
+        assert wait_for(borrowed, timeout=10, what="team-a to borrow GPUs from team-b") == 2
+        wait_for(lambda: _job_complete(cluster, "team-a", "six-gpus"), timeout=30,
+                 what="the borrowing Job to complete")
+    finally:
+        # Everything but the ResourceFlavor, which create_queues shares (deleting it would
+        # leave other tests' ClusterQueues without a flavor).
+        rest = [obj for obj in objects if obj["kind"] != "ResourceFlavor"]
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
+                        input=yaml.safe_dump_all(rest))
