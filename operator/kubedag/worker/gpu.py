@@ -107,8 +107,8 @@ def resolve(nvml: ModuleType, selection: DeviceSelection) -> list[Device]:
     entries = selection.entries
     if entries is None:
         return every
-    in_container = selection.variable == NVIDIA_VISIBLE_DEVICES
-    if in_container and all(e.isdigit() for e in entries) and len(every) == len(entries):
+    by_runtime = selection.variable == NVIDIA_VISIBLE_DEVICES  # the container runtime's list
+    if by_runtime and all(e.isdigit() for e in entries) and len(every) == len(entries):
         # The runtime gave the container exactly these (host) indexes, renumbered from 0.
         return every
     chosen: dict[str, Device] = {}
@@ -117,7 +117,7 @@ def resolve(nvml: ModuleType, selection: DeviceSelection) -> list[Device]:
         if device is None:
             log.warning("%s names %r, which is no GPU NVML sees: not measured",
                         selection.variable, entry)
-            if in_container:
+            if by_runtime:
                 continue
             break  # CUDA ignores the rest of its list from the first device it cannot find
         chosen.setdefault(device.name, device)
