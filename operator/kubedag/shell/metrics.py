@@ -256,6 +256,7 @@ class RunState:
     progress: float | None = None  # 0..1, for active runs only
     running: int = 0
     pending: int = 0
+    unschedulable: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -280,6 +281,8 @@ def run_state(body: Mapping[str, Any]) -> RunState:
         phase = cp.get("phase", "Pending")
         if phase in ("Pending", "Retrying"):
             state.pending += 1
+            if phase == "Pending" and cp.get("reason") == reasons.UNSCHEDULABLE:
+                state.unschedulable += 1
         elif phase == "Running":
             state.running += 1
             pods = _active_pods(stage, cp)
@@ -326,7 +329,13 @@ class RunStateCollector(Collector):
                                     labels=["namespace", "pipeline"])
         pending = GaugeMetricFamily(
             "kubedag_stages_pending",
-            "Stages of active runs that have not started yet or wait for a retry.",
+            "Stages of active runs that have not started yet, wait for a retry or wait for "
+            "their pods to be placed.",
+            labels=["namespace", "pipeline"])
+        unschedulable = GaugeMetricFamily(
+            "kubedag_stages_unschedulable",
+            "Stages of active runs whose pods the scheduler cannot place on any node now "
+            "(phase Pending, reason Unschedulable; part of kubedag_stages_pending).",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -343,22 +352,23 @@ class RunStateCollector(Collector):
         for state in self._states(seen):
             key = (state.namespace, state.pipeline)
             phases[(*key, state.phase)] += 1
-            sums = totals.setdefault(key, [0, 0, 0.0, 0.0, 0.0])
+            sums = totals.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
             if state.phase in _FINISHED_RUN:
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
-            for i, value in enumerate((state.running, state.pending, state.cpu, state.memory,
-                                       state.gpus)):
+            for i, value in enumerate((state.running, state.pending, state.unschedulable,
+                                       state.cpu, state.memory, state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, cpu, memory, gpus), sums, strict=True):
+            for family, value in zip((running, pending, unschedulable, cpu, memory, gpus), sums,
+                                     strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, unschedulable, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):
