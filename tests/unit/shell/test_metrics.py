@@ -233,3 +233,16 @@ def test_each_failure_is_counted_once(metrics: Metrics, old_phase: str, new_phas
     metrics.record_transitions(run(old), new)
     assert (value(metrics.registry, "kubedag_stage_failures_total", reason="ExitCode")
             or 0) == counted
+
+
+def test_the_unschedulable_gauge_counts_stages_waiting_for_a_node() -> None:
+    body = run({"phase": "Running", "pipelineSpec": {"stages": [{"name": "a"}, {"name": "b"},
+                                                               {"name": "c"}]},
+                "stages": {"a": {"phase": "Pending", "reason": "Unschedulable", "job": "r-a-1"},
+                           "b": {"phase": "Running", "job": "r-b-1"}}})
+    registry = CollectorRegistry()
+    registry.register(RunStateCollector(lambda: [body]))
+    key = {"namespace": NS, "pipeline": PIPE}
+    assert value(registry, "kubedag_stages_unschedulable", **key) == 1
+    assert value(registry, "kubedag_stages_pending", **key) == 2
+    assert value(registry, "kubedag_stages_running", **key) == 1
