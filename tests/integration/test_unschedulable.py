@@ -158,7 +158,8 @@ def test_a_stage_runs_once_a_node_that_fits_it_joins(
     cluster: Cluster, namespace: str, running_operator: OperatorProcess
 ) -> None:
     wanted = MOST_GPUS * 2
-    create_pipeline(cluster, namespace, "grows", pipeline(cluster, [gpu_stage("train", gpus=wanted)]))
+    create_pipeline(cluster, namespace, "grows",
+                    pipeline(cluster, [gpu_stage("train", gpus=wanted)]))
     wait_for(lambda: _status_is(cluster, namespace, "grows", "Fits", "False"),
              what="Fits False before the node joins")
     create_run(cluster, namespace, "grows-1", {"pipelineRef": {"name": "grows"}})
