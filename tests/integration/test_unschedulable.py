@@ -152,6 +152,9 @@ def test_a_dry_run_and_a_pipeline_name_the_stage_that_fits_no_node(
     assert f"nvidia.com/gpu {MOST_GPUS}" in fits["message"]
     valid = pipeline_condition(cluster, namespace, "greedy", "Valid")
     assert valid is not None and valid["status"] == "True"
+    printed = cluster.kubectl("get", "kdp", "greedy", "-n", namespace).stdout
+    assert printed.split("\n")[0].split()[:4] == ["NAME", "STAGES", "VALID", "FITS"], printed
+    assert printed.split("\n")[1].split()[:4] == ["greedy", "2", "True", "False"], printed
 
 
 def test_a_stage_runs_once_a_node_that_fits_it_joins(
