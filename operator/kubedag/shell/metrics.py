@@ -207,8 +207,8 @@ class Metrics:
             if retries > 0:
                 self.stage_retries.labels(*labels).inc(retries)
         old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
-        attempt_ended = old_phase == "Running" and (
-            new_phase != "Running" or new_attempts > old_attempts)
+        # Running and Pending-while-waiting-for-a-node are one attempt, whichever way it goes.
+        attempt_ended = _in_flight(old) and (not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             if usage.get("cpuSeconds") is not None:
@@ -218,14 +218,21 @@ class Metrics:
         attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
         # Retrying -> Failed (a critical failure stops the retry) was counted when the attempt
         # ended.
-        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Retrying",
-                                                                      "Failed")
+        failed_outright = new_phase == "Failed" and not _in_flight(old) and old_phase not in (
+            "Retrying", "Failed")
         if attempt_failed or failed_outright:
             self.stage_failures.labels(*labels, failure_reason(new)).inc()
         if new_phase in _FINISHED_STAGE and old_phase not in _FINISHED_STAGE:
             seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
             if seconds is not None:  # a skipped stage never started: no duration
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
+
+
+def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
+    """As StageCheckpoint.in_flight, on the stored JSON: an attempt is under way (Running,
+    or Pending with its Job created while its pods wait for a node)."""
+    phase = checkpoint.get("phase", "Pending")
+    return phase == "Running" or (phase == "Pending" and bool(checkpoint.get("job")))
 
 
 def _time(value: Any) -> datetime | None:
