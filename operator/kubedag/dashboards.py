@@ -158,6 +158,13 @@ def overview() -> dict[str, Any]:
                     "Failed stage attempts per second, by reason (ExitCode, Timeout, ...).",
                     _query(f"sum by (reason) (rate(kubedag_stage_failures_total{{{sel}}}"
                            f"[{RATE}]))", "{{reason}}")),
+            _series("Stages waiting for a node", "short",
+                    "Stages whose pods the scheduler cannot place on any node now (phase "
+                    "Pending, reason Unschedulable), by pipeline: too large for every node, "
+                    "or the cluster is full. `kubectl describe` the run for the scheduler's "
+                    "message.",
+                    _query(f"sum by (pipeline) (kubedag_stages_unschedulable{{{sel}}})",
+                           "{{pipeline}}")),
         ]),
         ("Resources requested by running stages", [
             _series("CPU", "short", "CPU cores requested by the pods of running stages.",
@@ -241,6 +248,11 @@ def pipeline() -> dict[str, Any]:
             _series("Stages running and pending", "short", "Stages of this pipeline's runs.",
                     _query(f"sum(kubedag_stages_running{{{sel}}})", "running"),
                     _query(f"sum(kubedag_stages_pending{{{sel}}})", "pending"), width=12),
+            _series("Stages waiting for a node", "short",
+                    "Stages of this pipeline's runs whose pods the scheduler cannot place on "
+                    "any node now (phase Pending, reason Unschedulable).",
+                    _query(f"sum(kubedag_stages_unschedulable{{{sel}}})", "unschedulable"),
+                    width=12),
         ]),
         ("Usage reported by workers, and requests", [
             _series("CPU time per attempt", "s",

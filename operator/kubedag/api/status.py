@@ -39,7 +39,12 @@ _FINISHED_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.
 
 
 class StagePhase(StrEnum):
-    """Lifecycle phase of one stage within a run."""
+    """Lifecycle phase of one stage within a run.
+
+    Pending covers both "not started yet" and "started, but its pods wait to be placed" (an
+    attempt's Job exists; the checkpoint's `job` is set and its reason says what it waits
+    for, e.g. `Unschedulable`); `StageCheckpoint.in_flight` tells them apart.
+    """
 
     PENDING = "Pending"
     RUNNING = "Running"
@@ -108,7 +113,12 @@ class FanOutStatus(ApiModel):
 class StageCheckpoint(ApiModel):
     """The recorded state of one stage: enough to resume without re-running finished work."""
 
-    phase: StagePhase = Field(default=StagePhase.PENDING, description="Stage phase.")
+    phase: StagePhase = Field(
+        default=StagePhase.PENDING,
+        description="Stage phase. Pending: not started yet or, with `job` set, started and "
+        "waiting for its pod to be placed (reason `Unschedulable`: no node can take it now, "
+        "the message is the scheduler's); Running once a pod is placed.",
+    )
     attempts: int | None = Field(
         default=None, ge=0, description="Attempts started so far (1 for the first run)."
     )
@@ -126,7 +136,9 @@ class StageCheckpoint(ApiModel):
         "`ExitCode` (non-zero exit, see exitCode), `DeadlineExceeded` (timeoutSeconds), "
         "`OOMKilled`, `ImagePullFailed`, `ContainerConfigError` (e.g. a missing Secret or "
         "ConfigMap), `PodLost` (pod deleted or evicted), `JobLost`, `JobFailed`, "
-        "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`. "
+        "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`, "
+        "`Unschedulable` (unschedulableTimeoutSeconds passed, or a dry run found no node that "
+        "fits). Pending with a Job: `Unschedulable`. "
         "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
         "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
         "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
@@ -155,6 +167,13 @@ class StageCheckpoint(ApiModel):
         default=None, description="When the next attempt may start (phase Retrying)."
     )
     fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt's Job exists and has not ended: Running, or Pending while its pods wait
+        to be placed. Such a stage is observed, counts against `maxParallelStages` and the
+        operator's stage budget, and is never started again."""
+        return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
 
 
 class RunProgress(ApiModel):

@@ -28,6 +28,7 @@ from kubedag.api import (
 )
 from kubedag.core import reasons
 from kubedag.core.dag import build_from_pairs
+from kubedag.core.estimate import NodeCapacity, unschedulable_stages
 from kubedag.core.jobspec import JobSettings, RunIdentity, build_claim, build_job
 from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
@@ -68,6 +69,8 @@ class RunFacts:
     # Stages this run may start under the operator-wide budget (None: no budget).
     stage_room: int | None = None
     start_failure_grace: timedelta = START_FAILURE_GRACE
+    # The nodes pods may land on now (None: unknown): a dry run reports stages that fit none.
+    nodes: Sequence[NodeCapacity] | None = None
 
 
 @dataclass
@@ -138,6 +141,14 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
                       settings=settings, workspace_claim=claim)
             for stage in pipeline.all_stages()
         ]
+        if facts.nodes is not None:
+            # The API server's verdict on each Job comes later (core.feedback); the nodes'
+            # is known now. A stage that fits no node would wait for one forever.
+            status.stages = {
+                unfit.stage: StageCheckpoint(phase=StagePhase.FAILED,
+                                             reason=reasons.UNSCHEDULABLE,
+                                             message=clip(f"dry run: fits no node: {unfit}"))
+                for unfit in unschedulable_stages(pipeline, facts.nodes)} or None
         return plan
 
     # One dict shared with the status, so run-level summaries always see the latest checkpoints.
@@ -212,7 +223,7 @@ def _fold_observations(p: _Pass) -> None:
         if seen > ((cp.attempts or 0) if cp else 0) and (cp is None or not cp.phase.finished):
             # We created this Job but crashed before recording it: adopt it, never re-create.
             cp = _adopt(p, stage, seen, cp)
-        if cp is None or cp.phase != StagePhase.RUNNING or cp.job is None:
+        if cp is None or not cp.in_flight or cp.job is None:
             continue
         observed = p.facts.jobs.get(cp.job)
         pods = pods_by_job.get(cp.job, [])
@@ -223,7 +234,8 @@ def _fold_observations(p: _Pass) -> None:
                                    reason=reasons.JOB_LOST)
         else:
             result = attempt_outcome(observed, pods, now=p.now,
-                                     start_grace=p.facts.start_failure_grace)
+                                     start_grace=p.facts.start_failure_grace,
+                                     unschedulable_timeout=_unschedulable_timeout(p, stage))
         if result.recheck_at is not None:
             p.wake_at(result.recheck_at)
         if result.stop_job and (observed is None or not observed.deleting):
@@ -248,11 +260,18 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
     if result.total_indexes > 1:
         update["fan_out"] = {"succeeded": result.succeeded_indexes,
                              "failed": result.failed_indexes, "total": result.total_indexes}
-    if result.outcome is Outcome.RUNNING:
+    if result.outcome in (Outcome.RUNNING, Outcome.PENDING):
         if result.progress is not None:
             update["progress"] = round(result.progress, 3)
-        # While a pod cannot start its container, the kubelet's word; otherwise nothing.
-        update["message"] = clip(result.message)
+        # While a pod cannot start its container, the kubelet's word; while none can be
+        # placed, the scheduler's (phase Pending); otherwise nothing.
+        pending = result.outcome is Outcome.PENDING
+        update.update(message=clip(result.message), reason=result.reason if pending else None,
+                      phase=StagePhase.PENDING if pending else StagePhase.RUNNING)
+        if pending and cp.reason != result.reason:
+            # Once when the wait begins, not on every pass while it lasts.
+            p.event("Warning", reasons.UNSCHEDULABLE,
+                    f"Stage {stage.name} cannot be scheduled: {result.message}")
         if any(getattr(cp, key) != value for key, value in update.items()):
             _update(p, stage.name, cp, update)
         return
@@ -342,7 +361,7 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
             else:
                 p.wake_at(cp.next_retry_time)
             continue
-        if phase != StagePhase.PENDING:
+        if phase != StagePhase.PENDING or _in_flight(p, stage.name):
             continue
         deps = stage.depends_on or []
         failed = [d for d in deps if _upstream_failed(p, d)]
@@ -398,8 +417,14 @@ def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:
     return any(s.critical and _phase(p, s.name) == StagePhase.FAILED for s in stages)
 
 
+def _in_flight(p: _Pass, name: str) -> bool:
+    cp = p.checkpoints.get(name)
+    return cp is not None and cp.in_flight
+
+
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
-    return any(_phase(p, s.name) in (StagePhase.RUNNING, StagePhase.RETRYING) for s in stages)
+    return any(_in_flight(p, s.name) or _phase(p, s.name) == StagePhase.RETRYING
+               for s in stages)
 
 
 def _schedule(p: _Pass) -> None:
@@ -409,7 +434,7 @@ def _schedule(p: _Pass) -> None:
     if not _active(p, main) and not ready:
         # The main DAG is settled; what never ran will not run now.
         for stage in main:
-            if _phase(p, stage.name) == StagePhase.PENDING:
+            if _phase(p, stage.name) == StagePhase.PENDING and not _in_flight(p, stage.name):
                 _skip(p, stage, reasons.RUN_FAILED, "not run: a critical stage failed")
         ready = _candidates(p, final, stopping=False)
     _start(p, ready)
@@ -439,7 +464,8 @@ def _succeeded_event(p: _Pass, everything: list[Stage]) -> Event:
 
 
 def _running_count(p: _Pass) -> int:
-    return sum(1 for cp in p.checkpoints.values() if cp.phase == StagePhase.RUNNING)
+    """Stages whose Job exists: those waiting for a node hold their place too."""
+    return sum(1 for cp in p.checkpoints.values() if cp.in_flight)
 
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
@@ -509,11 +535,11 @@ def _stop_everything(p: _Pass, reason: str, message: str) -> None:
         cp = p.checkpoints.get(stage.name)
         if cp is not None and cp.phase.finished:
             continue
-        if cp is not None and cp.phase == StagePhase.RUNNING and cp.job:
+        if cp is not None and cp.in_flight and cp.job:
             job = p.facts.jobs.get(cp.job)
             if job is None or not job.deleting:
                 p.plan.delete_jobs.append(cp.job)
-        if cp is not None and cp.phase in (StagePhase.RUNNING, StagePhase.RETRYING):
+        if cp is not None and (cp.in_flight or cp.phase == StagePhase.RETRYING):
             p.checkpoints[stage.name] = cp.model_copy(update={
                 "phase": StagePhase.CANCELLED, "message": message, "finish_time": p.stamp,
                 "reason": reason, "next_retry_time": None, "progress": None})
@@ -575,6 +601,13 @@ def _reuse_finished_stages(p: _Pass) -> None:
         p.event("Normal", reasons.RESUMED_FROM,
                 f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
                 f"{short_list(reused)}")
+
+
+def _unschedulable_timeout(p: _Pass, stage: Stage) -> timedelta | None:
+    defaults = p.pipeline.defaults
+    seconds = stage.unschedulable_timeout_seconds or (
+        defaults.unschedulable_timeout_seconds if defaults else None)
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def _run_timeout(p: _Pass) -> int | None:

@@ -230,8 +230,8 @@ class Metrics:
             if retries > 0:
                 self.stage_retries.labels(*labels).inc(retries)
         old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
-        attempt_ended = old_phase == "Running" and (
-            new_phase != "Running" or new_attempts > old_attempts)
+        # Running and Pending-while-waiting-for-a-node are one attempt, whichever way it goes.
+        attempt_ended = _in_flight(old) and (not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             for key, histogram in self._usage_histograms:
@@ -240,14 +240,21 @@ class Metrics:
         attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
         # Retrying -> Failed (a critical failure stops the retry) was counted when the attempt
         # ended.
-        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Retrying",
-                                                                      "Failed")
+        failed_outright = new_phase == "Failed" and not _in_flight(old) and old_phase not in (
+            "Retrying", "Failed")
         if attempt_failed or failed_outright:
             self.stage_failures.labels(*labels, failure_reason(new)).inc()
         if new_phase in _FINISHED_STAGE and old_phase not in _FINISHED_STAGE:
             seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
             if seconds is not None:  # a skipped stage never started: no duration
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
+
+
+def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
+    """As StageCheckpoint.in_flight, on the stored JSON: an attempt is under way (Running,
+    or Pending with its Job created while its pods wait for a node)."""
+    phase = checkpoint.get("phase", "Pending")
+    return phase == "Running" or (phase == "Pending" and bool(checkpoint.get("job")))
 
 
 def _time(value: Any) -> datetime | None:
@@ -278,6 +285,7 @@ class RunState:
     progress: float | None = None  # 0..1, for active runs only
     running: int = 0
     pending: int = 0
+    unschedulable: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -302,6 +310,8 @@ def run_state(body: Mapping[str, Any]) -> RunState:
         phase = cp.get("phase", "Pending")
         if phase in ("Pending", "Retrying"):
             state.pending += 1
+            if phase == "Pending" and cp.get("reason") == reasons.UNSCHEDULABLE:
+                state.unschedulable += 1
         elif phase == "Running":
             state.running += 1
             pods = _active_pods(stage, cp)
@@ -348,7 +358,13 @@ class RunStateCollector(Collector):
                                     labels=["namespace", "pipeline"])
         pending = GaugeMetricFamily(
             "kubedag_stages_pending",
-            "Stages of active runs that have not started yet or wait for a retry.",
+            "Stages of active runs that have not started yet, wait for a retry or wait for "
+            "their pods to be placed.",
+            labels=["namespace", "pipeline"])
+        unschedulable = GaugeMetricFamily(
+            "kubedag_stages_unschedulable",
+            "Stages of active runs whose pods the scheduler cannot place on any node now "
+            "(phase Pending, reason Unschedulable; part of kubedag_stages_pending).",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -365,22 +381,23 @@ class RunStateCollector(Collector):
         for state in self._states(seen):
             key = (state.namespace, state.pipeline)
             phases[(*key, state.phase)] += 1
-            sums = totals.setdefault(key, [0, 0, 0.0, 0.0, 0.0])
+            sums = totals.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
             if state.phase in _FINISHED_RUN:
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
-            for i, value in enumerate((state.running, state.pending, state.cpu, state.memory,
-                                       state.gpus)):
+            for i, value in enumerate((state.running, state.pending, state.unschedulable,
+                                       state.cpu, state.memory, state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, cpu, memory, gpus), sums, strict=True):
+            for family, value in zip((running, pending, unschedulable, cpu, memory, gpus), sums,
+                                     strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, unschedulable, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):
