@@ -230,8 +230,9 @@ def _fold_observations(p: _Pass) -> None:
             cp = _adopt(p, stage, seen, cp)
         if cp is None or not cp.in_flight or cp.job is None:
             continue
-        observed = p.facts.jobs.get(cp.job)
-        pods = pods_by_job.get(cp.job, [])
+        current = cp.job
+        observed = p.facts.jobs.get(current)
+        pods = pods_by_job.get(current, [])
         if observed is not None and observed.suspended and observed.finished is None:
             # Kueue has not admitted the Job (or took its quota back): no pod runs, none of
             # its pods' states matter (a re-suspended Job's pods are being deleted).
@@ -240,9 +241,9 @@ def _fold_observations(p: _Pass) -> None:
         if cp.queued and (observed is not None or pods):
             cp = _admitted(p, stage, cp, observed)
         if observed is None and not pods:
-            if cp.job in p.facts.recently_created:
+            if current in p.facts.recently_created:
                 continue
-            result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared",
+            result = AttemptResult(Outcome.FAILED, message=f"Job {current} disappeared",
                                    reason=reasons.JOB_LOST)
         else:
             result = attempt_outcome(observed, pods, now=p.now,
@@ -250,7 +251,7 @@ def _fold_observations(p: _Pass) -> None:
         if result.recheck_at is not None:
             p.wake_at(result.recheck_at)
         if result.stop_job and (observed is None or not observed.deleting):
-            p.plan.delete_jobs.append(cp.job)
+            p.plan.delete_jobs.append(current)
         _apply_result(p, stage, cp, result)
 
 

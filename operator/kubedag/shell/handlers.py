@@ -19,7 +19,13 @@ import kopf
 
 from kubedag import contract
 from kubedag.core.mergepatch import merge_patch
-from kubedag.core.observe import LABEL_RUN_UID, summarize_job, summarize_pod
+from kubedag.core.observe import (
+    LABEL_RUN_UID,
+    summarize_job,
+    summarize_pod,
+    summarize_workload,
+    workload_owner,
+)
 from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
@@ -135,6 +141,53 @@ def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, An
 def _bind(kwargs: dict[str, Any]) -> None:
     state.indexes.jobs = kwargs["kubedag_jobs"]
     state.indexes.pods = kwargs["kubedag_pods"]
+    # Only there when watch_workloads() registered them.
+    state.indexes.workloads = kwargs.get("kubedag_workloads", {})
+    state.indexes.job_runs = kwargs.get("kubedag_job_runs", {})
+
+
+# --- Kueue: registered by watch_workloads() unless KUBEDAG_KUEUE=off ---------------------------
+
+KUEUE_GROUP = "kueue.x-k8s.io"
+
+
+def watch_workloads() -> None:
+    """Watch Kueue's Workloads of kubedag's Jobs: what a queued stage waits for, and when it
+    was admitted.
+
+    Versionless on purpose: kopf serves the API server's preferred version (v1beta2 from
+    Kueue 0.15 on, v1beta1 before), and summaries read only metadata and conditions, which
+    both versions share. Where the CRD does not exist kopf serves nothing (it logs one
+    warning) and starts when the CRD appears: it watches CRDs.
+    """
+    kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
+    kopf.index(KUEUE_GROUP, "workloads", when=_owned_by_job)(kubedag_workloads)
+    kopf.on.event(KUEUE_GROUP, "workloads", when=_owned_by_job)(workload_event)
+
+
+def _owned_by_job(body: kopf.Body, **_: Any) -> bool:
+    return workload_owner(dict(body)) is not None
+
+
+def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
+                     **_: Any) -> dict[Any, Any]:
+    """(namespace, Job name) -> run UID: which run a Workload's Job belongs to."""
+    return {(namespace, name): labels[LABEL_RUN_UID]}
+
+
+def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """(namespace, Job name) -> the summary of the Job's Workload. Workloads of Jobs that are
+    not kubedag's are indexed too (small, and a Workload carries no kubedag label to filter
+    by: Kueue copies none by default); no run ever looks them up."""
+    summary = summarize_workload(dict(body))
+    return {} if summary is None else {(namespace, summary.job): summary}
+
+
+async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    _bind(kwargs)
+    job = workload_owner(dict(body))
+    for run_uid in state.indexes.job_runs.get((namespace, job), []):
+        _wake(run_uid)
 
 
 # --- events -----------------------------------------------------------------------------------

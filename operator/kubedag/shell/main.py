@@ -10,7 +10,7 @@ import socket
 import kopf
 from kopf._core.engines.peering import Identity
 
-from kubedag.shell import handlers  # noqa: F401 - registers the handlers
+from kubedag.shell import handlers  # importing registers the handlers
 from kubedag.shell.settings import OperatorSettings
 
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every handler call at INFO: thousands of lines a minute on a busy cluster.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = OperatorSettings.from_env()
+    if settings.kueue:
+        handlers.watch_workloads()
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),

@@ -112,9 +112,14 @@ class Metrics:
             ["namespace", "pipeline", "outcome"], buckets=DURATION_BUCKETS, registry=r)
         self.stage_duration = Histogram(
             "kubedag_stage_duration_seconds",
-            "Duration of finished stages, from their first attempt's start to the finish, "
-            "retries included, by outcome (phase).",
+            "Duration of finished stages, from their first attempt's start (with Kueue: its "
+            "admission) to the finish, retries included, by outcome (phase).",
             ["namespace", "pipeline", "stage", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.stage_queue = Histogram(
+            "kubedag_stage_queue_seconds",
+            "Time a stage attempt's Job waited for Kueue to admit it (runs with a queueName), "
+            "observed at admission; not part of kubedag_stage_duration_seconds' first wait.",
+            ["namespace", "pipeline", "stage"], buckets=DURATION_BUCKETS, registry=r)
         self.stage_attempts = Counter(
             "kubedag_stage_attempts_total", "Stage attempts started (one Job each).",
             ["namespace", "pipeline", "stage"], registry=r)
@@ -192,7 +197,7 @@ class Metrics:
             for counter in (self.stage_attempts, self.stage_retries):
                 counter.labels(*labels)
             self.stage_failures.labels(*labels, "ExitCode")
-            for histogram in (self.stage_cpu, self.stage_memory):
+            for histogram in (self.stage_cpu, self.stage_memory, self.stage_queue):
                 histogram.labels(*labels)
             for outcome in ("Succeeded", "Failed", "Cancelled"):
                 self.stage_duration.labels(*labels, outcome)
@@ -207,8 +212,16 @@ class Metrics:
             if retries > 0:
                 self.stage_retries.labels(*labels).inc(retries)
         old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
-        attempt_ended = old_phase == "Running" and (
-            new_phase != "Running" or new_attempts > old_attempts)
+        admitted = new_phase == "Running" and (old_phase != "Running"
+                                               or new_attempts > old_attempts)
+        if admitted and new.get("queueSeconds") is not None:
+            # Kueue admitted an attempt: queueSeconds grew by its wait (0 if within a second).
+            waited = int(new["queueSeconds"]) - int(old.get("queueSeconds") or 0)
+            self.stage_queue.labels(*labels).observe(max(waited, 0))
+        # An attempt is in flight while its Job exists: running, or queued in Kueue (Pending
+        # with reason Queued). A running stage that Kueue evicts is queued again, not ended.
+        attempt_ended = _in_flight(old) and (
+            not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             if usage.get("cpuSeconds") is not None:
@@ -226,6 +239,18 @@ class Metrics:
             seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
             if seconds is not None:  # a skipped stage never started: no duration
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
+
+
+def _queued(checkpoint: Mapping[str, Any]) -> bool:
+    """StageCheckpoint.queued, read from the stored JSON: metrics must never fail on a status
+    written by another version of the operator, which parsing it could."""
+    return (checkpoint.get("phase", "Pending") == "Pending"
+            and checkpoint.get("reason") == reasons.QUEUED and bool(checkpoint.get("job")))
+
+
+def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
+    """StageCheckpoint.in_flight, read from the stored JSON."""
+    return checkpoint.get("phase") == "Running" or _queued(checkpoint)
 
 
 def _time(value: Any) -> datetime | None:
@@ -256,6 +281,7 @@ class RunState:
     progress: float | None = None  # 0..1, for active runs only
     running: int = 0
     pending: int = 0
+    queued: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -278,7 +304,9 @@ def run_state(body: Mapping[str, Any]) -> RunState:
     for stage in stages:
         cp = checkpoints.get(stage.get("name")) or {}
         phase = cp.get("phase", "Pending")
-        if phase in ("Pending", "Retrying"):
+        if _queued(cp):
+            state.queued += 1
+        elif phase in ("Pending", "Retrying"):
             state.pending += 1
         elif phase == "Running":
             state.running += 1
@@ -326,7 +354,12 @@ class RunStateCollector(Collector):
                                     labels=["namespace", "pipeline"])
         pending = GaugeMetricFamily(
             "kubedag_stages_pending",
-            "Stages of active runs that have not started yet or wait for a retry.",
+            "Stages of active runs that have not started yet or wait for a retry (stages "
+            "queued in Kueue are kubedag_stages_queued).",
+            labels=["namespace", "pipeline"])
+        queued = GaugeMetricFamily(
+            "kubedag_stages_queued",
+            "Stages of active runs whose Job waits for Kueue to admit it.",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -343,22 +376,23 @@ class RunStateCollector(Collector):
         for state in self._states(seen):
             key = (state.namespace, state.pipeline)
             phases[(*key, state.phase)] += 1
-            sums = totals.setdefault(key, [0, 0, 0.0, 0.0, 0.0])
+            sums = totals.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
             if state.phase in _FINISHED_RUN:
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
-            for i, value in enumerate((state.running, state.pending, state.cpu, state.memory,
-                                       state.gpus)):
+            for i, value in enumerate((state.running, state.pending, state.queued, state.cpu,
+                                       state.memory, state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, cpu, memory, gpus), sums, strict=True):
+            for family, value in zip((running, pending, queued, cpu, memory, gpus), sums,
+                                     strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, queued, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):
