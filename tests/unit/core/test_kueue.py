@@ -19,6 +19,7 @@ from kubedag.core.jobspec import (
 from kubedag.core.naming import job_name
 from kubedag.core.observe import WorkloadSummary, summarize_job, summarize_workload
 from kubedag.core.plan import Plan
+from kubedag.core.runview import RunResult
 from tests.unit.core.factories import (
     IDENTITY,
     RUN,
@@ -280,3 +281,17 @@ def test_a_queued_jobs_disappearance_fails_the_attempt() -> None:
     plan = decide(f, at(60))
     cp = checkpoint(plan, "train")
     assert (cp.phase, cp.reason, cp.queued_time) == (StagePhase.FAILED, reasons.JOB_LOST, None)
+
+
+def test_the_run_view_shows_queue_time_the_current_wait_included() -> None:
+    f, plan = _queued_pass()
+    view = RunResult.from_status(RUN, "ns", plan.status, now=at(25))
+    assert view.stages["train"].queue_seconds == 25
+    assert view.stages["train"].run_seconds is None  # not started: it has not been admitted
+    assert view.stages["report"].queue_seconds is None
+    f = step(f, plan, now=at(45), jobs=[job("train", started=at(40))])
+    plan = decide(f, at(45))
+    view = RunResult.from_status(RUN, "ns", plan.status, now=at(50))
+    train = view.stages["train"]
+    assert (train.queue_seconds, train.wait_seconds, train.run_seconds) == (40, 40, 10)
+    assert view.to_dict()["stages"]["train"]["queueSeconds"] == 40
