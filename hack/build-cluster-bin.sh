@@ -156,10 +156,62 @@ GO
   log "prometheus: done"
 }
 
+# Kueue's manager (kubedag.testbed.kueue runs it on the host, out of cluster), with the CRDs and
+# webhook manifests of the same release copied beside it: the test bed applies those, so they
+# always match the binary. Each pin gets its own folder, so a new KUEUE_VERSION rebuilds.
+#
+# Kueue reads its metrics serving certificate from a fixed path (/etc/kueue/metrics/certs in
+# cmd/kueue/main.go) whenever its internal cert management is off, and exits if it is missing.
+# A test bed must not write to /etc, so the build compiles Kueue's own main.go in a wrapper
+# module with that one literal replaced by a variable that honours KUEUE_METRICS_CERT_DIR (same
+# default); every other line, and every package, is the release's. The sed refuses to go on when
+# the literal is not found, so a new pin that moved it fails here rather than at run time.
+build_kueue() {
+  local dest="$bindir/kueue-$KUEUE_VERSION"
+  if [ -x "$dest/kueue" ] && [ -d "$dest/crd/bases" ] && [ -f "$dest/webhook/manifests.yaml" ]; then
+    log "kueue $KUEUE_VERSION: cached"; return
+  fi
+  log "kueue $KUEUE_VERSION: building the manager (about 6 min cold)"
+  local src mod="$workdir/kueue-$KUEUE_VERSION" staging="$dest.partial"
+  src="$(go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  rm -rf "$mod" "$staging"; mkdir -p "$mod" "$staging"; cd "$mod"
+  go mod init kubedag.local/kueue-build >/dev/null 2>&1
+  # The release's own language version, so its GODEBUG defaults are the ones it was tested with.
+  go mod edit "-go=$(sed -nE 's/^go ([0-9.]+)$/\1/p' "$src/go.mod")" "-require=sigs.k8s.io/kueue@$KUEUE_VERSION"
+  local literal='"/etc/kueue/metrics/certs"'
+  grep -qF "metricsCertPath := $literal" "$src/cmd/kueue/main.go" \
+    || die "kueue $KUEUE_VERSION: cmd/kueue/main.go no longer sets metricsCertPath := $literal; update build_kueue"
+  sed "s#metricsCertPath := $literal#metricsCertPath := metricsCertDir()#" "$src/cmd/kueue/main.go" > main.go
+  cat > metrics_cert_dir.go <<'GO'
+package main
+
+import "os"
+
+// metricsCertDir is where the metrics server's tls.crt and tls.key are read from: upstream's
+// fixed path unless KUEUE_METRICS_CERT_DIR names another (added by kubedag's build).
+func metricsCertDir() string {
+	if dir := os.Getenv("KUEUE_METRICS_CERT_DIR"); dir != "" {
+		return dir
+	}
+	return "/etc/kueue/metrics/certs"
+}
+GO
+  # -mod=mod resolves the rest from Kueue's own go.mod (it has no replaces), and unlike
+  # `go mod tidy` downloads no module that only tests need.
+  go build -mod=mod -o "$staging/kueue" -ldflags "-s -w \
+    -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION \
+    -X sigs.k8s.io/kueue/pkg/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
+  cp -r "$src/config/components/crd" "$staging/crd"
+  mkdir -p "$staging/webhook"; cp "$src/config/components/webhook/manifests.yaml" "$staging/webhook/"
+  chmod -R u+w "$staging"
+  rm -rf "$dest"; mv "$staging" "$dest"
+  log "kueue: done"
+}
+
 main() {
   local start=$SECONDS
   log "binaries go to $bindir"
-  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm && have local-path-provisioner && have prometheus && have promtool; }; then
+  if ! { have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl && have kubelet && have etcd && have kwok && have helm && have local-path-provisioner && have prometheus && have promtool && have "kueue-$KUEUE_VERSION/kueue"; }; then
     check_proxy
   fi
   build_etcd
@@ -167,6 +219,7 @@ main() {
   build_helm
   build_local_path_provisioner
   build_prometheus
+  build_kueue
   build_kubernetes
   log "all binaries ready in $((SECONDS - start)) s"
   echo "$bindir"

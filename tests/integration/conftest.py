@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubedag.testbed import start_control_plane
 from kubedag.testbed.images import BuiltImages, ensure_images
+from kubedag.testbed.kueue import KueueHandle, start_kueue, stop_kueue
 from kubedag.testbed.provisioner import start_local_path_provisioner, stop_local_path_provisioner
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_operator import InstalledOperator
@@ -176,3 +177,16 @@ def installed(cluster: Cluster, crds: None, real_node: RealNodeHandle,
         installed.uninstall()
         assert "forbidden" not in logs.lower(), [
             line for line in logs.splitlines() if "forbidden" in line.lower()][:5]
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster) -> Iterator[KueueHandle]:
+    """Real Kueue (manager, CRDs, webhooks on 127.0.0.1) beside the session's control plane,
+    managing batch/v1 Jobs that carry the queue label. Make queues per test with
+    kubedag.testbed.kueue.create_queues (and delete_queues)."""
+    handle = start_kueue(cluster.plane)
+    print(f"\nKueue {handle.version} up; log: {handle.log}")
+    try:
+        yield handle
+    finally:
+        stop_kueue(cluster.plane)

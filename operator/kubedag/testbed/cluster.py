@@ -166,7 +166,7 @@ def start_control_plane(
 def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout: float) -> None:
     pki = ensure_pki()
     b, logs = plane.bin_dir, plane.log_dir
-    etcd_port, etcd_peer, api_port = _free_ports(3)
+    etcd_port, etcd_peer, api_port = free_ports(3)
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     peer_url = f"http://127.0.0.1:{etcd_peer}"
     _spawn(plane, "etcd", [
@@ -274,7 +274,7 @@ def _new_run_dir() -> Path:
     return run_dir
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
         for s in sockets:

@@ -103,3 +103,36 @@ def _signed(d: Path, name: str, subject: str, extensions: str) -> None:
     _openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650",
              "-extfile", f"{name}.ext")
+
+
+def ensure_serving_cert(pki: Pki, name: str) -> Path:
+    """A serving certificate for a server on the host that the API server calls (an admission
+    webhook run out of cluster), signed by the test bed's CA for ``127.0.0.1`` and ``localhost``.
+
+    Returns the folder holding it as ``tls.crt`` and ``tls.key``, the names controller-runtime's
+    webhook server looks for in its certDir. Generated once per ``name`` into the cached PKI (the
+    API server trusts it through the CA bundle in the webhook configuration), in a temporary
+    folder renamed into place, so two starts racing cannot see a key without its certificate.
+    """
+    folder = pki.root / "serving" / name
+    if (folder / "tls.crt").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder.parent))
+    try:
+        shutil.copyfile(pki.ca_cert, staging / "ca.crt")
+        shutil.copyfile(pki.ca_key, staging / "ca.key")
+        _signed(staging, "tls", f"/CN={name}",
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        for leftover in ("ca.key", "ca.crt", "ca.srl", "tls.csr", "tls.ext"):
+            (staging / leftover).unlink(missing_ok=True)
+        try:
+            staging.rename(folder)
+        except OSError:
+            # Another start won the race; its certificate is as good as ours.
+            if not (folder / "tls.crt").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

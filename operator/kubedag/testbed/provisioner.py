@@ -16,7 +16,6 @@ kwok nodes it is simulated: helper pods carry an ownerReference to a suspended J
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import yaml
 
 from kubedag.testbed import processes
 from kubedag.testbed.cluster import ControlPlane, ControlPlaneError
+from kubedag.testbed.kubectl import apply, kubectl
 from kubedag.testbed.nodes import TESTBED_TAINT_KEY
 
 COMPONENT: Final = "local-path-provisioner"  # key in plane.pids / plane.commands, binary name
@@ -101,13 +101,13 @@ def start_local_path_provisioner(
     old = plane.pids.pop(COMPONENT, None)
     if old is not None:
         processes.stop([old])
-    _apply(plane, _owner_objects(helper_image))
-    owner_uid = _kubectl(plane, "get", "job", HELPER_OWNER_JOB, "-n", NAMESPACE,
-                         "-o", "jsonpath={.metadata.uid}").strip()
-    _apply(plane, [
+    apply(plane, _owner_objects(helper_image), COMPONENT)
+    owner_uid = kubectl(plane, "get", "job", HELPER_OWNER_JOB, "-n", NAMESPACE,
+                        "-o", "jsonpath={.metadata.uid}").strip()
+    apply(plane, [
         _config_map(paths, helper_image, pull, owner_uid),
         _storage_class(default_class=default_class),
-    ])
+    ], COMPONENT)
 
     log = plane.log_dir / f"{COMPONENT}.log"
     start = log.stat().st_size if log.exists() else 0
@@ -220,18 +220,3 @@ def _storage_class(*, default_class: bool) -> dict[str, Any]:
         "reclaimPolicy": "Delete",
     }
 
-
-def _apply(plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
-    text = "\n---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
-    _kubectl(plane, "apply", "--server-side", "--force-conflicts",
-             f"--field-manager={COMPONENT}", "-f", "-", input=text)
-
-
-def _kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
-    result = subprocess.run([str(plane.bin_dir / "kubectl"), *args], env=plane.env(),
-                            input=input, capture_output=True, text=True, timeout=60,
-                            check=False)
-    if result.returncode != 0:
-        raise ControlPlaneError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                f"{result.stderr}")
-    return result.stdout
