@@ -163,6 +163,21 @@ def watch_workloads() -> None:
     kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
     kopf.index(KUEUE_GROUP, "workloads", when=_owned_by_job)(kubedag_workloads)
     kopf.on.event(KUEUE_GROUP, "workloads", when=_owned_by_job)(workload_event)
+    logging.getLogger("kopf._core.reactor.observation").addFilter(AbsentKueueFilter())
+    log.info("Kueue: watching Workloads whenever the API server serves them "
+             "(KUBEDAG_KUEUE=auto)")
+
+
+class AbsentKueueFilter(logging.Filter):
+    """Drops kopf's warning that Workloads "cannot be served (try creating their CRDs)": on a
+    cluster without Kueue that is how it should be, and kopf repeats it on every CRD change.
+    The warning stays when it names other resources too."""
+
+    ALONE = ("Unresolved resources cannot be served (try creating their CRDs): "
+             f"Selector(group='{KUEUE_GROUP}', any_name='workloads')")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.ALONE
 
 
 def _owned_by_job(body: kopf.Body, **_: Any) -> bool:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pytest
+from kopf._cogs.structs.references import Selector
 from prometheus_client import CollectorRegistry
 
 from kubedag.core.decide import decide
 from kubedag.core.observe import WorkloadSummary
 from kubedag.shell.cache import RunCache
+from kubedag.shell.handlers import KUEUE_GROUP, AbsentKueueFilter
 from kubedag.shell.metrics import Metrics, RunStateCollector
 from kubedag.shell.reconciler import Indexes, Reconciler
 from kubedag.shell.settings import OperatorSettings
@@ -138,3 +141,19 @@ def test_queued_stages_are_their_own_gauge_not_pending_and_request_nothing() -> 
     assert value(registry, "kubedag_stages_pending", **key) == 1  # b
     assert value(registry, "kubedag_stages_running", **key) == 0
     assert value(registry, "kubedag_running_stages_gpu_request", **key) == 0
+
+
+def test_kopfs_warning_about_absent_workloads_alone_is_dropped() -> None:
+    """kopf formats the warning with its selector: build it the same way, so that a kopf
+    upgrade that changes the wording fails here instead of flooding the logs."""
+    selector = Selector(KUEUE_GROUP, "workloads")
+    other = Selector("example.com", "widgets")
+
+    def record(*selectors: Selector) -> logging.LogRecord:
+        names = ", ".join(f"{s}" for s in selectors)
+        return logging.LogRecord("kopf._core.reactor.observation", logging.WARNING, "", 0,
+                                 "Unresolved resources cannot be served (try creating their "
+                                 f"CRDs): {names}", None, None)
+
+    assert not AbsentKueueFilter().filter(record(selector))
+    assert AbsentKueueFilter().filter(record(other, selector))
