@@ -72,6 +72,12 @@ def _quantile(q: float, metric: str, by: str, selector: str) -> str:
             f"(rate({metric}_bucket{{{selector}}}[{RATE}])))")
 
 
+def _mean_per_attempt(histogram: str, selector: str) -> str:
+    """The mean observation of ``histogram`` per stage over the dashboard's time range."""
+    return (f"sum by (stage) (increase({histogram}_sum{{{selector}}}[$__range])) / "
+            f"sum by (stage) (increase({histogram}_count{{{selector}}}[$__range]))")
+
+
 def _variables(*, multi: bool) -> list[db.QueryVariable | db.DatasourceVariable]:
     def query_variable(name: str, label: str, query: str) -> db.QueryVariable:
         variable = (db.QueryVariable(name).label(label).datasource(DATASOURCE).query(query)
@@ -255,15 +261,23 @@ def pipeline() -> dict[str, Any]:
         ("Usage reported by workers, and requests", [
             _series("CPU time per attempt", "s",
                     "Average CPU seconds a stage attempt used, as its worker reported.",
-                    _query(f"sum by (stage) (increase(kubedag_stage_cpu_seconds_sum"
-                           f"{{{stage_sel}}}[$__range])) / sum by (stage) (increase("
-                           f"kubedag_stage_cpu_seconds_count{{{stage_sel}}}[$__range]))",
+                    _query(_mean_per_attempt("kubedag_stage_cpu_seconds", stage_sel),
                            "{{stage}}")),
             _series("Peak memory per attempt", "bytes",
                     "Average peak resident memory of a stage attempt, as its worker reported.",
-                    _query(f"sum by (stage) (increase(kubedag_stage_peak_memory_bytes_sum"
-                           f"{{{stage_sel}}}[$__range])) / sum by (stage) (increase("
-                           f"kubedag_stage_peak_memory_bytes_count{{{stage_sel}}}[$__range]))",
+                    _query(_mean_per_attempt("kubedag_stage_peak_memory_bytes", stage_sel),
+                           "{{stage}}")),
+            _series("GPU memory peak per attempt", "bytes",
+                    "Average peak GPU memory of a stage attempt above what was in use before it "
+                    "started, over its pod's GPUs (CUDA context included), as its worker "
+                    "measured it through NVML. Stages without a GPU reading have no series.",
+                    _query(_mean_per_attempt("kubedag_stage_gpu_memory_peak_bytes", stage_sel),
+                           "{{stage}}")),
+            _series("GPU utilization per attempt", "percentunit",
+                    "Average of stage attempts' mean GPU utilization (the share of time a kernel "
+                    "ran, as NVML reports it), as their workers measured it; low values mean "
+                    "GPUs held but idle.",
+                    _query(_mean_per_attempt("kubedag_stage_gpu_utilization_ratio", stage_sel),
                            "{{stage}}")),
             _series("Requested by running stages", "short",
                     "CPU cores and GPUs requested by this pipeline's running stages; memory "

@@ -20,7 +20,9 @@ from kubernetes import client as k8s
 from kubedag.testbed.kueue import (
     GPU,
     GROUP,
+    MUTATING_WEBHOOKS,
     QUEUE_NAME_LABEL,
+    VALIDATING_WEBHOOKS,
     KueueHandle,
     Queues,
     condition,
@@ -136,6 +138,18 @@ def test_kueues_webhook_suspends_a_queued_job_created_running(
     assert workload["spec"]["queueName"] == "no-such-queue"
     assert _read_job(cluster, namespace, "queued").spec.suspend is True
     assert _pods_of(cluster, namespace, "queued") == []
+
+    # Only the webhooks of what this Kueue manages are registered: Pods, Deployments and the
+    # other frameworks' kinds never pass through it.
+    registered = k8s.AdmissionregistrationV1Api(cluster.api_client)
+    mutating = registered.read_mutating_webhook_configuration(MUTATING_WEBHOOKS).webhooks
+    validating = registered.read_validating_webhook_configuration(VALIDATING_WEBHOOKS).webhooks
+    targets = {(group, resource) for hook in [*mutating, *validating] for rule in hook.rules
+               for group in rule.api_groups for resource in rule.resources}
+    assert ("batch", "jobs") in targets
+    assert {group for group, _ in targets} == {"batch", GROUP}, targets
+    assert all(hook.client_config.url.startswith(kueue.webhook_url) and
+               hook.failure_policy == "Fail" for hook in [*mutating, *validating])
 
 
 def test_the_example_queues_lend_gpus_within_their_cohort(

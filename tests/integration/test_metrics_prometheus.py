@@ -100,8 +100,10 @@ def _target_up(server: Prometheus) -> bool:
     return bool(result) and result[0]["value"][1] == "1"
 
 
-def _usage(cpu: float, rss: int, outputs: dict[str, Any] | None = None) -> dict[str, str]:
-    message = {"usage": {"cpuSeconds": cpu, "peakRssBytes": rss}, "outputs": outputs or {}}
+def _usage(cpu: float, rss: int, outputs: dict[str, Any] | None = None,
+           **gpu: float) -> dict[str, str]:
+    """The worker's report as a stage's pod annotation; ``gpu``: its GPU fields, if measured."""
+    message = {"usage": {"cpuSeconds": cpu, "peakRssBytes": rss, **gpu}, "outputs": outputs or {}}
     return {"testbed.kubedag.io/message": json.dumps(message)}
 
 
@@ -112,7 +114,9 @@ def _stages() -> list[dict[str, Any]]:
                               **_usage(1.5, 50_000_000)}),
         stage("train", "prepare", resources={"cpu": "2", "memory": "1Gi", "gpu": 1},
               podAnnotations={"testbed.kubedag.io/duration": "4s",
-                              **_usage(7.0, 900_000_000)}),
+                              **_usage(7.0, 900_000_000, gpuDevices=1,
+                                       gpuMemoryPeakBytes=9_000_000_000,
+                                       gpuUtilizationMean=0.8, gpuUtilizationPeak=1.0)}),
         stage("flaky", "prepare", exit_code=3, duration="1s", critical=False,
               retry={"limit": 1, "initialDelaySeconds": 1}),
     ]

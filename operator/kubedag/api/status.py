@@ -71,11 +71,34 @@ QUEUED = "Queued"
 
 
 class ResourceUsage(ApiModel):
-    """What the stage's last attempt consumed, as its worker reported it."""
+    """What the stage's last attempt consumed, as its worker reported it.
+
+    The GPU fields are set only when the worker was given GPUs (NVIDIA_VISIBLE_DEVICES or
+    CUDA_VISIBLE_DEVICES) and could read them through NVML: absent means "not measured", never
+    zero. For a fan-out stage they describe one pod, like ``peakRssBytes``: the largest peak and
+    device count of any pod, the mean of the pods' mean utilizations, the highest peak.
+    """
 
     cpu_seconds: float | None = Field(default=None, ge=0, description="CPU time, in seconds.")
     peak_rss_bytes: int | None = Field(
         default=None, ge=0, description="Peak resident memory, in bytes."
+    )
+    gpu_devices: int | None = Field(
+        default=None, ge=0, description="GPUs measured: those the worker's pod was given."
+    )
+    gpu_memory_peak_bytes: int | None = Field(
+        default=None, ge=0,
+        description="Peak GPU memory in use above what was in use before the attempt started, "
+        "summed over its GPUs (the CUDA context included), in bytes.",
+    )
+    gpu_utilization_mean: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Mean GPU utilization over the attempt (0 to 1): the share of time a kernel "
+        "was running, as NVML reports it, averaged over its GPUs.",
+    )
+    gpu_utilization_peak: float | None = Field(
+        default=None, ge=0, le=1, description="Highest GPU utilization seen on any of its GPUs "
+        "(0 to 1).",
     )
 
 

@@ -9,6 +9,7 @@ Job controller writes the Job's `Complete` condition about a second later.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -316,7 +317,7 @@ def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
                       else reasons.EXIT_CODE)
             text = error or f"exit code {pod.exit_code} ({pod.terminated_reason or 'Error'})"
         return AttemptResult(
-            Outcome.FAILED, exit_code=pod.exit_code, message=text, usage=usage,
+            Outcome.FAILED, exit_code=pod.exit_code, message=text, usage=merge_usage([usage]),
             finished=pod.finished, failed_indexes=len(failed), reason=reason,
             succeeded_indexes=ok, total_indexes=total)
     if lost:
@@ -385,9 +386,7 @@ def _merge_index_reports(
     """One pod: its outputs. Fan-out: per-index outputs as a list, if they stay small."""
     reports = [parse_termination_message(succeeded[i].termination_message)
                for i in sorted(succeeded)]
-    cpu = sum(float((u or {}).get("cpuSeconds", 0) or 0) for _, u, _ in reports)
-    peak = max((int((u or {}).get("peakRssBytes", 0) or 0) for _, u, _ in reports), default=0)
-    usage = {"cpuSeconds": round(cpu, 3), "peakRssBytes": peak} if cpu or peak else None
+    usage = merge_usage([u for _, u, _ in reports])
     if total == 1:
         return reports[0][0], usage, None
     results = [o for o, _, _ in reports]
@@ -398,6 +397,44 @@ def _merge_index_reports(
     if len(json.dumps(merged)) > MAX_FANOUT_OUTPUT_BYTES:
         merged = {**totals, "count": total, "truncated": True}
     return merged, usage, None
+
+
+def merge_usage(reports: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The attempt's usage (ResourceUsage, camelCase) from its pods' reports; one pod: its own.
+
+    CPU seconds add up over the pods: they are the stage's cost. Peaks are per pod, because a
+    request is: the largest RSS, GPU memory peak and device count of any pod say what one pod
+    needs (summing the GPU peaks of pods on distinct devices would give only an upper bound of
+    a total no request sizes). Utilization: the mean of the pods' means (the pods of one stage
+    run the same code for similar times) and the highest peak. GPU fields no pod reported stay
+    absent, and keys this operator does not know are dropped, so a newer worker's report never
+    fails the status's validation.
+    """
+    known = [u for u in reports if u]
+    cpu = sum(float(u.get("cpuSeconds", 0) or 0) for u in known)
+    peak = max((int(u.get("peakRssBytes", 0) or 0) for u in known), default=0)
+    usage: dict[str, Any] = {}
+    if cpu or peak:
+        usage.update(cpuSeconds=round(cpu, 3), peakRssBytes=peak)
+    for key in ("gpuDevices", "gpuMemoryPeakBytes"):
+        if values := _reported(known, key):
+            usage[key] = int(max(values))
+    if means := _reported(known, "gpuUtilizationMean"):
+        usage["gpuUtilizationMean"] = _ratio(sum(means) / len(means))
+    if peaks := _reported(known, "gpuUtilizationPeak"):
+        usage["gpuUtilizationPeak"] = _ratio(max(peaks))
+    return usage or None
+
+
+def _reported(reports: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    """The non-negative numbers the reports give for ``key`` (anything else is no report)."""
+    values = [u.get(key) for u in reports]
+    return [float(v) for v in values
+            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0]
+
+
+def _ratio(value: float) -> float:
+    return round(min(value, 1.0), 3)
 
 
 # What a fan-out stage's outputs always hold, whatever its pods report (see Stage.fanOut).

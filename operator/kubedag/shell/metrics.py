@@ -55,6 +55,9 @@ RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 CPU_SECONDS_BUCKETS = (0.1, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400,
                        float("inf"))
 MEMORY_BUCKETS = (*(float(2**k * 1024 * 1024) for k in range(4, 19)), float("inf"))  # 16Mi-256Gi
+# A pod's GPUs: from a small model on one device to eight 141 GiB H200s.
+GPU_MEMORY_BUCKETS = (*(float(2**k * 1024 * 1024) for k in range(8, 21)), float("inf"))  # 256Mi-1Ti
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, float("inf"))
 
 
 def pipeline_of(body: Mapping[str, Any]) -> str:
@@ -140,6 +143,22 @@ class Metrics:
             "kubedag_stage_peak_memory_bytes",
             "Peak resident memory of a stage attempt, as its worker reported it.",
             ["namespace", "pipeline", "stage"], buckets=MEMORY_BUCKETS, registry=r)
+        self.stage_gpu_memory = Histogram(
+            "kubedag_stage_gpu_memory_peak_bytes",
+            "Peak GPU memory of a stage attempt above what was in use before it started, summed "
+            "over its pod's GPUs, as its worker measured it (attempts without a GPU reading are "
+            "not observed).",
+            ["namespace", "pipeline", "stage"], buckets=GPU_MEMORY_BUCKETS, registry=r)
+        self.stage_gpu_utilization = Histogram(
+            "kubedag_stage_gpu_utilization_ratio",
+            "Mean GPU utilization (0 to 1) of a stage attempt over its pod's GPUs, as its worker "
+            "measured it through NVML (attempts without a GPU reading are not observed).",
+            ["namespace", "pipeline", "stage"], buckets=RATIO_BUCKETS, registry=r)
+        # The worker's usage report (ResourceUsage, camelCase) -> the histogram of each field.
+        self._usage_histograms = (
+            ("cpuSeconds", self.stage_cpu), ("peakRssBytes", self.stage_memory),
+            ("gpuMemoryPeakBytes", self.stage_gpu_memory),
+            ("gpuUtilizationMean", self.stage_gpu_utilization))
         self._initialised: set[tuple[str, ...]] = set()
 
     # --- recording ---------------------------------------------------------------------------
@@ -161,7 +180,7 @@ class Metrics:
             return  # nothing ran
         namespace = str(body["metadata"]["namespace"])
         pipeline = pipeline_of(body)
-        self._initialise(namespace, pipeline, new_status)
+        self._initialise(namespace, pipeline, new_status, queued=_uses_kueue(body, new_status))
         old_status = body.get("status") or {}
         if not old_status.get("startTime") and new_status.get("startTime"):
             self.runs_started.labels(namespace, pipeline).inc()
@@ -179,25 +198,32 @@ class Metrics:
             if new is not None and old != new:
                 self._stage_transition(namespace, pipeline, stage, old or {}, new)
 
-    def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any]) -> None:
+    def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any], *,
+                    queued: bool) -> None:
         """Export every series of a pipeline and its stages at 0 before its first increment:
         rate() and increase() cannot see the step from "absent" to 1."""
         spec = status.get("pipelineSpec") or {}
-        stages = [str(s.get("name")) for s in (*(spec.get("stages") or []),
-                                                *(spec.get("finally") or []))]
-        key = (namespace, pipeline, *stages)
+        specs = [*(spec.get("stages") or []), *(spec.get("finally") or [])]
+        stages = [str(s.get("name")) for s in specs]
+        key = (namespace, pipeline, str(queued), *stages)
         if key in self._initialised:
             return
         self._initialised.add(key)
         self.runs_started.labels(namespace, pipeline)
         for outcome in _FINISHED_RUN:
             self.run_duration.labels(namespace, pipeline, outcome)
-        for stage in stages:
+        for stage, stage_spec in zip(stages, specs, strict=True):
             labels = (namespace, pipeline, stage)
             for counter in (self.stage_attempts, self.stage_retries):
                 counter.labels(*labels)
             self.stage_failures.labels(*labels, "ExitCode")
-            for histogram in (self.stage_cpu, self.stage_memory, self.stage_queue):
+            histograms = [self.stage_cpu, self.stage_memory]
+            if (stage_spec.get("resources") or {}).get("gpu"):
+                # Only where GPUs are asked for: elsewhere they would export empty buckets.
+                histograms += [self.stage_gpu_memory, self.stage_gpu_utilization]
+            if queued:
+                histograms.append(self.stage_queue)  # likewise, only for runs with a queue
+            for histogram in histograms:
                 histogram.labels(*labels)
             for outcome in ("Succeeded", "Failed", "Cancelled"):
                 self.stage_duration.labels(*labels, outcome)
@@ -224,10 +250,9 @@ class Metrics:
             not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
-            if usage.get("cpuSeconds") is not None:
-                self.stage_cpu.labels(*labels).observe(float(usage["cpuSeconds"]))
-            if usage.get("peakRssBytes") is not None:
-                self.stage_memory.labels(*labels).observe(float(usage["peakRssBytes"]))
+            for key, histogram in self._usage_histograms:
+                if usage.get(key) is not None:  # absent: not measured, which is no zero
+                    histogram.labels(*labels).observe(float(usage[key]))
         attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
         # Retrying -> Failed (a critical failure stops the retry) was counted when the attempt
         # ended.
@@ -239,6 +264,12 @@ class Metrics:
             seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
             if seconds is not None:  # a skipped stage never started: no duration
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
+
+
+def _uses_kueue(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """The run names a Kueue queue, or its pipeline does (Queueing.of, on the stored JSON)."""
+    defaults = (status.get("pipelineSpec") or {}).get("defaults") or {}
+    return bool((body.get("spec") or {}).get("queueName") or defaults.get("queueName"))
 
 
 def _queued(checkpoint: Mapping[str, Any]) -> bool:

@@ -9,15 +9,19 @@ from pathlib import Path
 
 from kubedag.testbed import processes
 from kubedag.testbed.cluster import ControlPlane, start_control_plane
+from kubedag.testbed.kueue import COMPONENT as KUEUE
+from kubedag.testbed.kueue import start_kueue
 
 STATE_FILE = "state.json"
 
 
-def _up(state_dir: Path) -> int:
+def _up(state_dir: Path, *, kueue: bool) -> int:
     state = state_dir / STATE_FILE
     if state.exists():
         plane = ControlPlane.load(state)
         if plane.pids and all(processes.alive(p) for p in plane.pids.values()):
+            if kueue and KUEUE not in plane.pids:
+                _start_kueue(plane, state)
             print(f"already running; KUBECONFIG={state_dir.resolve() / 'kubeconfig'}")
             return 0
         plane.stop()
@@ -33,8 +37,16 @@ def _up(state_dir: Path) -> int:
     link.symlink_to(plane.kubeconfig)
     (state_dir / "bindir").write_text(str(plane.bin_dir))
     print(f"control plane up in {plane.started_in_seconds} s; logs in {plane.log_dir}")
+    if kueue:
+        _start_kueue(plane, state)
     print(f"export KUBECONFIG={link.resolve()} PATH={plane.bin_dir}:$PATH")
     return 0
+
+
+def _start_kueue(plane: ControlPlane, state: Path) -> None:
+    handle = start_kueue(plane)
+    plane.save(state)  # so that `down` stops it with the rest
+    print(f"Kueue {handle.version} up (examples/kueue/ has queues to apply); log: {handle.log}")
 
 
 def _down(state_dir: Path) -> int:
@@ -65,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubedag-testbed", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--state-dir", type=Path, default=Path(".testbed"))
+    parser.add_argument("--kueue", action="store_true",
+                        help="up: also run Kueue (its CRDs, webhooks and manager)")
     args = parser.parse_args(argv)
-    commands = {"up": _up, "down": _down, "status": _status}
+    if args.command == "up":
+        return _up(args.state_dir, kueue=args.kueue)
+    commands = {"down": _down, "status": _status}
     return commands[args.command](args.state_dir)
 
 

@@ -45,7 +45,7 @@ from kubedag.testbed import processes
 from kubedag.testbed.cluster import ControlPlane, ControlPlaneError, free_ports, wait_until
 from kubedag.testbed.kubectl import apply, kubectl
 from kubedag.testbed.pki import ensure_pki, ensure_serving_cert
-from kubedag.testbed.versions import VERSIONS_FILE
+from kubedag.testbed.versions import Versions
 
 COMPONENT: Final = "kueue"  # key in plane.pids / plane.commands, and the log's name
 NAMESPACE: Final = "kueue-system"  # Kueue's own namespace (it keeps nothing there when run so)
@@ -96,17 +96,9 @@ class Queues:
     cohort: str | None
 
 
-def kueue_version() -> str:
-    for raw in VERSIONS_FILE.read_text().splitlines():
-        key, _, value = raw.strip().partition("=")
-        if key == "KUEUE_VERSION":
-            return value.strip()
-    raise KeyError(f"KUEUE_VERSION is not pinned in {VERSIONS_FILE}")
-
-
 def kueue_dir(plane: ControlPlane) -> Path:
     """The built manager with its release's CRDs and webhook manifests."""
-    return plane.bin_dir / f"kueue-{kueue_version()}"
+    return plane.bin_dir / f"kueue-{Versions.pinned().kueue}"
 
 
 def start_kueue(plane: ControlPlane, *, timeout_seconds: float = 60.0) -> KueueHandle:
@@ -165,7 +157,7 @@ def start_kueue(plane: ControlPlane, *, timeout_seconds: float = 60.0) -> KueueH
     except BaseException:
         stop_kueue(plane)
         raise
-    return KueueHandle(pid=pid, version=kueue_version(), log=log, config_file=config_file,
+    return KueueHandle(pid=pid, version=Versions.pinned().kueue, log=log, config_file=config_file,
                        webhook_url=webhook_url, health_url=health_url,
                        metrics_url=f"https://127.0.0.1:{metrics_port}/metrics")
 
@@ -176,12 +168,15 @@ def stop_kueue(plane: ControlPlane) -> None:
     In that order: with failurePolicy Fail, a registered webhook whose server is gone would
     refuse every Job creation in the cluster.
     """
-    if COMPONENT not in plane.pids:
+    pid = plane.pids.pop(COMPONENT, None)
+    if pid is None:
         return
-    for kind, name in (("mutatingwebhookconfiguration", MUTATING_WEBHOOKS),
-                       ("validatingwebhookconfiguration", VALIDATING_WEBHOOKS)):
-        kubectl(plane, "delete", kind, name, "--ignore-not-found")
-    processes.stop([plane.pids.pop(COMPONENT)])
+    try:
+        for kind, name in (("mutatingwebhookconfiguration", MUTATING_WEBHOOKS),
+                           ("validatingwebhookconfiguration", VALIDATING_WEBHOOKS)):
+            kubectl(plane, "delete", kind, name, "--ignore-not-found")
+    finally:
+        processes.stop([pid])
 
 
 def crd_manifests(folder: Path, webhook_url: str, ca_bundle: str) -> list[dict[str, Any]]:

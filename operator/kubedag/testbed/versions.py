@@ -23,6 +23,8 @@ class Versions:
     etcd: str
     kwok: str
     helm: str
+    # Kept in its own subfolder of bin_dir (kueue-<version>), so it is not in the folder's name.
+    kueue: str
 
     @classmethod
     def pinned(cls) -> Versions:
@@ -37,6 +39,7 @@ class Versions:
             etcd=values["ETCD_VERSION"],
             kwok=values["KWOK_VERSION"],
             helm=values["HELM_VERSION"],
+            kueue=values["KUEUE_VERSION"],
         )
 
     def bin_dir(self) -> Path:

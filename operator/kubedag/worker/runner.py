@@ -25,6 +25,7 @@ from kubedag.worker.errors import (
     describe,
     exit_code_for,
 )
+from kubedag.worker.gpu import gpu_sampler
 from kubedag.worker.loader import load_processor
 from kubedag.worker.progress import DEFAULT_INTERVAL, ProgressReporter, Sink, sink_from_env
 from kubedag.worker.usage import Usage, UsageSampler
@@ -118,7 +119,8 @@ class _ChildFailedError(WorkerError):
 def run(settings: Settings, sink: Sink | None = None) -> int:
     """Run one attempt and write its termination message; return the process exit code."""
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    sampler = UsageSampler().start()
+    # The GPUs' baseline is read here, before the processor can touch them.
+    sampler = UsageSampler(gpu=gpu_sampler(settings.env)).start()
     reporter: ProgressReporter | None = None
     outputs: object = None
     failure: tuple[int, str] | None = None

@@ -8,6 +8,9 @@ own high-water marks (getrusage) are folded in as a lower bound.
 On Linux (every pod) the tree is read straight from /proc: psutil would add ~1.4 MiB of imports
 (psutil, subprocess, datetime, ...) to the RSS the worker reports as the stage's. Elsewhere (a
 local run on macOS) psutil does the sampling, imported only then.
+
+GPUs are sampled in the same thread, less often (kubedag.worker.gpu): NVML's utilization is
+itself an average over the last 1/6 to 1 s, so reading it ten times a second adds nothing.
 """
 
 from __future__ import annotations
@@ -17,22 +20,28 @@ import os
 import resource
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import NamedTuple
+
+from kubedag.worker.gpu import GpuSampler, GpuUsage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PERIOD = 0.1  # seconds between samples
+GPU_PERIOD = 0.25  # seconds between GPU samples
 PROC = "/proc"
 
 
 class Usage(NamedTuple):
     cpu_seconds: float
     peak_rss_bytes: int
+    gpu: GpuUsage | None = None  # None: no GPU visible, or none could be measured
 
     def to_json(self) -> dict[str, float | int]:
         """The termination message's ``usage`` field, in the API's camelCase."""
-        return {"cpuSeconds": round(self.cpu_seconds, 3), "peakRssBytes": self.peak_rss_bytes}
+        measured = {"cpuSeconds": round(self.cpu_seconds, 3), "peakRssBytes": self.peak_rss_bytes}
+        return measured if self.gpu is None else (measured | self.gpu.to_json())
 
 
 def _read(path: str) -> bytes:
@@ -164,7 +173,9 @@ class UsageSampler:
     """Samples the tree rooted at this process from a daemon thread until ``stop``.
 
     CPU time only grows, but an orphaned grandchild reaped by init takes its seconds with it,
-    so the result is the largest total seen rather than the last one.
+    so the result is the largest total seen rather than the last one. With a ``gpu`` sampler,
+    its baseline is read in ``start`` (before the work begins) and its devices every
+    ``gpu_period`` seconds; a GPU failure never stops the CPU and memory sampling.
     """
 
     def __init__(
@@ -172,10 +183,15 @@ class UsageSampler:
         period: float = DEFAULT_PERIOD,
         pid: int | None = None,
         sample: Callable[[int], tuple[float, int]] | None = None,
+        gpu: GpuSampler | None = None,
+        gpu_period: float = GPU_PERIOD,
     ) -> None:
         self._root = pid or os.getpid()
         self._sample = sample or sampler_for_platform()
         self._period = period
+        self._gpu = gpu
+        self._gpu_period = gpu_period
+        self._next_gpu_sample = 0.0
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._cpu = 0.0
@@ -183,6 +199,8 @@ class UsageSampler:
         self._thread = threading.Thread(target=self._loop, name="kubedag-usage", daemon=True)
 
     def start(self) -> UsageSampler:
+        if self._gpu is not None and not self._gpu.start():
+            self._gpu = None
         self._take()
         self._thread.start()
         return self
@@ -199,6 +217,12 @@ class UsageSampler:
                 self._take()
             except Exception as error:  # usage is informative; never let it kill the stage
                 log.debug("usage sample failed: %s", error)
+            if self._gpu is not None and time.monotonic() >= self._next_gpu_sample:
+                self._next_gpu_sample = time.monotonic() + self._gpu_period
+                try:
+                    self._gpu.sample()
+                except Exception as error:
+                    log.debug("GPU sample failed: %s", error)
 
     def stop(self) -> Usage:
         """Stop sampling and return the totals, including a last sample taken now."""
@@ -206,5 +230,6 @@ class UsageSampler:
         if self._thread.is_alive():
             self._thread.join()
         self._take()
+        gpu = self._gpu.stop() if self._gpu is not None else None
         with self._lock:
-            return Usage(self._cpu, max(self._rss, _kernel_peak_rss()))
+            return Usage(self._cpu, max(self._rss, _kernel_peak_rss()), gpu)

@@ -95,6 +95,18 @@ def test_running_stage_with_no_outcome_changes_nothing() -> None:
     assert reasons.RUN_STARTED not in reasons_of(plan)
 
 
+def test_a_gpu_stages_measured_usage_reaches_its_checkpoint() -> None:
+    f0 = facts(DIAMOND)
+    plan = decide(f0, T0)
+    usage = {"cpuSeconds": 4.0, "peakRssBytes": 2**30, "gpuDevices": 1,
+             "gpuMemoryPeakBytes": 9 * 2**30, "gpuUtilizationMean": 0.8,
+             "gpuUtilizationPeak": 1.0}
+    f1 = step(f0, plan, now=at(30), pods=[pod("a", outputs={}, usage=usage, finished=at(20))])
+    cp = checkpoint(decide(f1, at(30)), "a")
+    assert cp.usage is not None
+    assert to_k8s(cp.usage) == usage
+
+
 def test_success_records_outputs_and_starts_dependants_in_the_same_pass() -> None:
     f0 = facts(DIAMOND)
     plan = decide(f0, T0)

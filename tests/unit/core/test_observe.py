@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kubedag.api import ResourceUsage, to_k8s
 from kubedag.core.observe import (
     MAX_FANOUT_OUTPUT_BYTES,
     Outcome,
@@ -334,3 +335,53 @@ def test_a_container_that_cannot_start_fails_only_after_the_grace_period() -> No
     creating = replace(stuck, waiting_reason="ContainerCreating")
     result = attempt_outcome(None, [creating], now=at(1000), start_grace=grace)
     assert (result.outcome, result.message) == (Outcome.RUNNING, None)
+
+
+# --- usage: GPU fields and the fan-out merge --------------------------------------------------
+
+GPU = {"gpuDevices": 1, "gpuMemoryPeakBytes": 9 * 2**30, "gpuUtilizationMean": 0.8,
+       "gpuUtilizationPeak": 1.0}
+
+
+def test_one_pods_gpu_usage_is_kept_and_fits_the_status_model() -> None:
+    result = attempt_outcome(job("a"), [pod("a", outputs={}, usage={
+        "cpuSeconds": 3, "peakRssBytes": 100, **GPU}, finished=at(9))])
+    assert result.usage == {"cpuSeconds": 3.0, "peakRssBytes": 100, **GPU}
+    usage = ResourceUsage.model_validate(result.usage)
+    assert (usage.gpu_devices, usage.gpu_memory_peak_bytes, usage.gpu_utilization_mean,
+            usage.gpu_utilization_peak) == (1, 9 * 2**30, 0.8, 1.0)
+    assert to_k8s(usage) == result.usage
+
+
+def test_without_gpu_reports_the_gpu_fields_are_absent_not_zero() -> None:
+    result = attempt_outcome(job("a", completions=2), [
+        pod("a", index=i, usage={"cpuSeconds": 1, "peakRssBytes": 5}) for i in range(2)])
+    assert result.usage == {"cpuSeconds": 2.0, "peakRssBytes": 5}
+    assert ResourceUsage.model_validate(result.usage).gpu_memory_peak_bytes is None
+
+
+def test_fan_out_gpu_usage_is_what_one_pod_needed() -> None:
+    reports = [
+        {"cpuSeconds": 1, "peakRssBytes": 10, "gpuDevices": 2, "gpuMemoryPeakBytes": 4000,
+         "gpuUtilizationMean": 0.9, "gpuUtilizationPeak": 1.0},
+        {"cpuSeconds": 2, "peakRssBytes": 30, "gpuDevices": 2, "gpuMemoryPeakBytes": 7000,
+         "gpuUtilizationMean": 0.5, "gpuUtilizationPeak": 0.75},
+        # A pod whose worker could not read its GPUs (NVML failed) reports none: no zero.
+        {"cpuSeconds": 3, "peakRssBytes": 20},
+    ]
+    result = attempt_outcome(job("a", completions=3), [
+        pod("a", index=i, usage=u) for i, u in enumerate(reports)])
+    assert result.usage == {"cpuSeconds": 6.0, "peakRssBytes": 30, "gpuDevices": 2,
+                            "gpuMemoryPeakBytes": 7000, "gpuUtilizationMean": 0.7,
+                            "gpuUtilizationPeak": 1.0}
+
+
+def test_unknown_or_malformed_usage_keys_never_fail_the_status() -> None:
+    # A newer worker's field, a string, a bool and an out-of-range ratio: the status model
+    # (which forbids unknown fields) must still accept what the operator keeps.
+    odd = {"cpuSeconds": 1, "peakRssBytes": 2, "gpuTemperature": 70, "gpuDevices": "two",
+           "gpuMemoryPeakBytes": True, "gpuUtilizationMean": -1, "gpuUtilizationPeak": 1.5}
+    failed = attempt_outcome(job("a"), [pod("a", phase="Failed", exit_code=1,
+                                            message=json.dumps({"error": "x", "usage": odd}))])
+    assert failed.usage == {"cpuSeconds": 1.0, "peakRssBytes": 2, "gpuUtilizationPeak": 1.0}
+    ResourceUsage.model_validate(failed.usage)

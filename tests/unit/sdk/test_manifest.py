@@ -19,8 +19,10 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def _holds_a_pipeline(path: Path) -> bool:
-    document = yaml.safe_load(path.read_text())
-    return document["kind"] == "Pipeline" or "pipelineSpec" in document["spec"]
+    """One kubedag document holding a pipeline (other examples hold Kueue's queues, say)."""
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return len(documents) == 1 and documents[0]["apiVersion"].startswith("kubedag.io/") and (
+        documents[0]["kind"] == "Pipeline" or "pipelineSpec" in documents[0]["spec"])
 
 
 # Chosen, not skipped: invalid examples are tested below, runs of a referenced Pipeline hold none.

@@ -157,3 +157,20 @@ def test_kopfs_warning_about_absent_workloads_alone_is_dropped() -> None:
 
     assert not AbsentKueueFilter().filter(record(selector))
     assert AbsentKueueFilter().filter(record(other, selector))
+
+
+@pytest.mark.parametrize(("run_queue", "default_queue", "exported"), [
+    (None, None, False), ("team-a", None, True), (None, "shared", True)])
+def test_queue_time_series_start_at_zero_only_for_runs_with_a_queue(
+        run_queue: str | None, default_queue: str | None, exported: bool) -> None:
+    metrics = Metrics(CollectorRegistry())
+    body = run()
+    if run_queue:
+        body["spec"]["queueName"] = run_queue
+    spec: dict[str, Any] = {"stages": [{"name": "a"}]}
+    if default_queue:
+        spec["defaults"] = {"queueName": default_queue}
+    metrics.record_transitions(body, {"phase": "Running", "startTime": START,
+                                      "pipelineSpec": spec})
+    count = value(metrics.registry, "kubedag_stage_queue_seconds_count", **LABELS)
+    assert count == (0 if exported else None)

@@ -233,3 +233,35 @@ def test_each_failure_is_counted_once(metrics: Metrics, old_phase: str, new_phas
     metrics.record_transitions(run(old), new)
     assert (value(metrics.registry, "kubedag_stage_failures_total", reason="ExitCode")
             or 0) == counted
+
+
+def test_gpu_usage_is_observed_when_measured_and_never_as_zero(metrics: Metrics) -> None:
+    r = metrics.registry
+    spec = {"stages": [{"name": "train", "resources": {"gpu": 1}}, {"name": "cpu-only"}]}
+    running = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z", "pipelineSpec": spec,
+               "stages": {"train": {"phase": "Running", "attempts": 1},
+                          "cpu-only": {"phase": "Running", "attempts": 1}}}
+    metrics.record_transitions(run(), running)
+    # Initialised at 0 where GPUs are asked for; no empty GPU series for the other stage.
+    assert value(r, "kubedag_stage_gpu_memory_peak_bytes_count", stage="train") == 0
+    assert value(r, "kubedag_stage_gpu_utilization_ratio_count", stage="train") == 0
+    assert value(r, "kubedag_stage_gpu_memory_peak_bytes_count", stage="cpu-only") is None
+
+    done = copy.deepcopy(running)
+    done["stages"]["train"].update(phase="Succeeded", usage={
+        "cpuSeconds": 30.0, "peakRssBytes": 2**30, "gpuDevices": 1,
+        "gpuMemoryPeakBytes": 9 * 2**30, "gpuUtilizationMean": 0.85, "gpuUtilizationPeak": 1.0})
+    # NVML failed in this pod: no GPU fields, so nothing is observed (not a zero).
+    done["stages"]["cpu-only"].update(phase="Succeeded",
+                                      usage={"cpuSeconds": 1.0, "peakRssBytes": 2**20})
+    metrics.record_transitions(run(running), done)
+    labels = {"namespace": NS, "pipeline": PIPE, "stage": "train"}
+    assert value(r, "kubedag_stage_gpu_memory_peak_bytes_sum", **labels) == 9 * 2**30
+    memory_bucket = "kubedag_stage_gpu_memory_peak_bytes_bucket"
+    assert value(r, memory_bucket, **labels, le="8.589934592e+09") == 0  # 8 GiB
+    assert value(r, memory_bucket, **labels, le="1.7179869184e+10") == 1  # 16 GiB
+    assert value(r, "kubedag_stage_gpu_utilization_ratio_sum", **labels) == 0.85
+    assert value(r, "kubedag_stage_gpu_utilization_ratio_bucket", **labels, le="0.8") == 0
+    assert value(r, "kubedag_stage_gpu_utilization_ratio_bucket", **labels, le="0.9") == 1
+    assert value(r, "kubedag_stage_gpu_memory_peak_bytes_count", stage="cpu-only") is None
+    assert value(r, "kubedag_stage_cpu_seconds_count", stage="cpu-only") == 1

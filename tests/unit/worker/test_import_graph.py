@@ -1,8 +1,8 @@
 """The worker image holds only the worker runtime: its imports must never reach the operator's.
 
 The image installs kubedag/__init__.py, kubedag/contract.py and kubedag/worker/ with psutil,
-pypdf and networkx only (worker-image/constraints.txt). A fresh interpreter imports every
-kubedag.worker module and the console script's entry point, then lists what got loaded.
+pypdf, networkx and nvidia-ml-py only (worker-image/constraints.txt). A fresh interpreter imports
+every kubedag.worker module and the console script's entry point, then lists what got loaded.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def test_worker_modules_import_nothing_of_the_operator() -> None:
     outside = [m for m in kubedag
                if m not in WORKER_IMAGE_MODULES and not m.startswith("kubedag.worker.")]
     assert not outside, f"not in the worker image: {outside}"
+    # NVML (and the ctypes it pulls in) only once a worker that was given a GPU starts sampling.
+    assert "pynvml" not in modules
 
 
 def test_pdf_extraction_needs_only_pypdf() -> None:
@@ -74,11 +76,12 @@ def test_worker_constraints_pin_exactly_the_worker_dependencies() -> None:
         if line.strip() and not line.startswith("#"):
             name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip()).groups()  # type: ignore[union-attr]
             pins[name.lower()] = version
-    assert set(pins) == {"psutil", "pypdf", "networkx"}
+    assert set(pins) == {"psutil", "pypdf", "networkx", "nvidia-ml-py"}
     for name, version in pins.items():
+        assert name in declared, f"{name} is pinned for the worker image but not declared"
         assert declared[name].specifier.contains(version), (name, version)
     dockerfile = (REPO / "worker-image" / "Dockerfile").read_text()
-    assert "--constraint constraints.txt psutil pypdf networkx" in dockerfile
+    assert "--constraint constraints.txt psutil pypdf networkx nvidia-ml-py" in dockerfile
     assert "pip install --no-deps /src" in dockerfile
 
 
