@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._cogs.structs import bodies
+from kopf._cogs.structs.references import Insights
+from kopf._core.reactor import observation
 
 from kubedag import contract
 from kubedag.core.mergepatch import merge_patch
@@ -52,6 +55,8 @@ class _State:
     queue: WorkQueue
     reconciler: Reconciler
     workers: list[asyncio.Task[None]]
+    # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
+    insights: Insights | None = None
 
 
 state = _State()
@@ -94,6 +99,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
     state.workers.append(asyncio.create_task(trim_periodically()))
+    if state.insights is not None:
+        state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
 
 
 @kopf.on.cleanup()
@@ -151,21 +158,49 @@ def _bind(kwargs: dict[str, Any]) -> None:
 KUEUE_GROUP = "kueue.x-k8s.io"
 
 
-def watch_workloads() -> None:
+# How often to look for Kueue's Workloads API while kopf does not serve it (see below).
+KUEUE_RESCAN_SECONDS = 30.0
+
+
+def watch_workloads(insights: Insights) -> None:
     """Watch Kueue's Workloads of kubedag's Jobs: what a queued stage waits for, and when it
-    was admitted.
+    was admitted. ``insights``: what kopf.run serves (the same object), for the rescan.
 
     Versionless on purpose: kopf serves the API server's preferred version (v1beta2 from
     Kueue 0.15 on, v1beta1 before), and summaries read only metadata and conditions, which
-    both versions share. Where the CRD does not exist kopf serves nothing (it logs one
-    warning) and starts when the CRD appears: it watches CRDs.
+    both versions share. Where the CRD does not exist kopf serves nothing, and starts when
+    it appears: kopf watches CRDs and rescans a CRD's API group on each event. The API
+    server's discovery may lag those events, though (a CRD Established before its group is
+    listed), and kopf then never notices: the startup handler therefore also rescans Kueue's
+    group every KUEUE_RESCAN_SECONDS until kopf serves Workloads.
     """
+    state.insights = insights
     kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
     kopf.index(KUEUE_GROUP, "workloads", when=_owned_by_job)(kubedag_workloads)
     kopf.on.event(KUEUE_GROUP, "workloads", when=_owned_by_job)(workload_event)
     logging.getLogger("kopf._core.reactor.observation").addFilter(AbsentKueueFilter())
     log.info("Kueue: watching Workloads whenever the API server serves them "
              "(KUBEDAG_KUEUE=auto)")
+
+
+def serves_workloads(insights: Insights) -> bool:
+    return any(r.group == KUEUE_GROUP and r.plural == "workloads"
+               for r in insights.watched_resources)
+
+
+async def rescan_for_kueue(settings: kopf.OperatorSettings, insights: Insights) -> None:
+    """Until kopf serves Kueue's Workloads: look again at Kueue's API group, as kopf does on a
+    CRD event (same function, kopf 1.45), so that Kueue installed at any time is picked up."""
+    registry = kopf.get_default_registry()
+    event = bodies.RawEvent(type="MODIFIED", object={"spec": {"group": KUEUE_GROUP}})
+    while not serves_workloads(insights):
+        await asyncio.sleep(KUEUE_RESCAN_SECONDS)
+        try:
+            await observation.process_discovered_resource_event(
+                raw_event=event, settings=settings, registry=registry, insights=insights)
+        except Exception:  # the API may be unreachable a moment: try again next time
+            log.warning("looking for Kueue's Workloads API failed", exc_info=True)
+    log.info("Kueue: watching Workloads")
 
 
 class AbsentKueueFilter(logging.Filter):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import Any
 
+import kopf
 import pytest
-from kopf._cogs.structs.references import Selector
+from kopf._cogs.structs.references import Insights, Resource, Selector
 from prometheus_client import CollectorRegistry
 
 from kubedag.core.decide import decide
 from kubedag.core.observe import WorkloadSummary
+from kubedag.shell import handlers
 from kubedag.shell.cache import RunCache
 from kubedag.shell.handlers import KUEUE_GROUP, AbsentKueueFilter
 from kubedag.shell.metrics import Metrics, RunStateCollector
@@ -174,3 +177,24 @@ def test_queue_time_series_start_at_zero_only_for_runs_with_a_queue(
                                       "pipelineSpec": spec})
     count = value(metrics.registry, "kubedag_stage_queue_seconds_count", **LABELS)
     assert count == (0 if exported else None)
+
+
+def test_kueues_group_is_rescanned_until_kopf_serves_workloads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf may miss a CRD whose group discovery lists late; the operator looks again until
+    kopf serves Workloads, then stops (here the third look finds them)."""
+    insights = Insights()
+    looks: list[str] = []
+    workloads = Resource(group=KUEUE_GROUP, version="v1beta2", plural="workloads",
+                         namespaced=True)
+
+    async def rescan(*, raw_event: Any, insights: Insights, **_: Any) -> None:
+        looks.append(raw_event["object"]["spec"]["group"])
+        if len(looks) == 3:
+            insights.watched_resources.add(workloads)
+
+    monkeypatch.setattr(handlers, "KUEUE_RESCAN_SECONDS", 0.0)
+    monkeypatch.setattr(handlers.observation, "process_discovered_resource_event", rescan)
+    asyncio.run(handlers.rescan_for_kueue(kopf.OperatorSettings(), insights))
+    assert looks == [KUEUE_GROUP] * 3
+    assert handlers.serves_workloads(insights)
