@@ -3,9 +3,9 @@
 Each test gets two LocalQueues in its namespace, on ClusterQueues `small` (4 GPUs) and `big`
 (8 GPUs) in one cohort of its own. Stage Jobs are created suspended with the queue label; the
 operator reads Kueue's Workloads for why a stage waits. The session's operator may have started
-before Kueue's CRDs existed (the fixtures start it first on purpose): it watches Workloads all the
-same, since kopf notices the CRD appearing, which these tests rely on when they read Kueue's own
-message in a stage's checkpoint.
+before Kueue's CRDs existed (the fixtures start it first on purpose): it starts watching Workloads
+when they appear, and the fixtures wait until it says so, since the tests read Kueue's own
+message in stages' checkpoints.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ class Cohort:
     big: Queues  # 8 GPUs nominal
 
 
-def _cohort(cluster: Cluster, namespace: str, *, small_borrows: bool) -> Iterator[Cohort]:
+def _cohort(cluster: Cluster, operator: OperatorProcess, namespace: str, *,
+            small_borrows: bool) -> Iterator[Cohort]:
+    # Kueue's messages reach a checkpoint only once the operator watches Workloads.
+    wait_for(lambda: operator.logged("Kueue: watching Workloads"), timeout=90,
+             what="the operator to watch Kueue's Workloads")
     small = create_queues(cluster.api_client, namespace, f"{namespace}-small", gpus=4,
                           cohort=namespace, gpu_borrowing_limit=None if small_borrows else 0)
     big = create_queues(cluster.api_client, namespace, f"{namespace}-big", gpus=8,
@@ -52,14 +56,14 @@ def cohort(cluster: Cluster, running_operator: OperatorProcess, kueue: KueueHand
            namespace: str) -> Iterator[Cohort]:
     """LocalQueues `small` and `big` (ClusterQueues named after the namespace) in a cohort of
     their own: `small` may borrow big's idle GPUs."""
-    yield from _cohort(cluster, namespace, small_borrows=True)
+    yield from _cohort(cluster, running_operator, namespace, small_borrows=True)
 
 
 @pytest.fixture
 def strict_cohort(cluster: Cluster, running_operator: OperatorProcess, kueue: KueueHandle,
                   namespace: str) -> Iterator[Cohort]:
     """The same, but `small` may not borrow (borrowingLimit 0): 4 GPUs is all it gets."""
-    yield from _cohort(cluster, namespace, small_borrows=False)
+    yield from _cohort(cluster, running_operator, namespace, small_borrows=False)
 
 
 def gpu_stage(name: str, gpus: int, duration: str, *deps: str, **fields: Any) -> dict[str, Any]:

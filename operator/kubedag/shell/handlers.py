@@ -158,8 +158,10 @@ def _bind(kwargs: dict[str, Any]) -> None:
 KUEUE_GROUP = "kueue.x-k8s.io"
 
 
-# How often to look for Kueue's Workloads API while kopf does not serve it (see below).
-KUEUE_RESCAN_SECONDS = 30.0
+# How often to look for Kueue's Workloads API while kopf does not serve it (see below): soon
+# after the start (Kueue installed together with the operator), then once a minute.
+KUEUE_RESCAN_FIRST_SECONDS = 2.0
+KUEUE_RESCAN_MAX_SECONDS = 60.0
 
 
 def watch_workloads(insights: Insights) -> None:
@@ -172,7 +174,7 @@ def watch_workloads(insights: Insights) -> None:
     it appears: kopf watches CRDs and rescans a CRD's API group on each event. The API
     server's discovery may lag those events, though (a CRD Established before its group is
     listed), and kopf then never notices: the startup handler therefore also rescans Kueue's
-    group every KUEUE_RESCAN_SECONDS until kopf serves Workloads.
+    group, every minute at most, until kopf serves Workloads.
     """
     state.insights = insights
     kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
@@ -193,13 +195,18 @@ async def rescan_for_kueue(settings: kopf.OperatorSettings, insights: Insights) 
     CRD event (same function, kopf 1.45), so that Kueue installed at any time is picked up."""
     registry = kopf.get_default_registry()
     event = bodies.RawEvent(type="MODIFIED", object={"spec": {"group": KUEUE_GROUP}})
+    delay = KUEUE_RESCAN_FIRST_SECONDS
     while not serves_workloads(insights):
-        await asyncio.sleep(KUEUE_RESCAN_SECONDS)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, KUEUE_RESCAN_MAX_SECONDS)
+        if serves_workloads(insights):
+            break  # kopf's own CRD watch found them meanwhile
         try:
             await observation.process_discovered_resource_event(
                 raw_event=event, settings=settings, registry=registry, insights=insights)
         except Exception:  # the API may be unreachable a moment: try again next time
             log.warning("looking for Kueue's Workloads API failed", exc_info=True)
+    # Said once, when it becomes true: tests wait for this line before they time admissions.
     log.info("Kueue: watching Workloads")
 
 

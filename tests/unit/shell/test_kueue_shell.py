@@ -193,7 +193,7 @@ def test_kueues_group_is_rescanned_until_kopf_serves_workloads(
         if len(looks) == 3:
             insights.watched_resources.add(workloads)
 
-    monkeypatch.setattr(handlers, "KUEUE_RESCAN_SECONDS", 0.0)
+    monkeypatch.setattr(handlers, "KUEUE_RESCAN_FIRST_SECONDS", 0.0)
     monkeypatch.setattr(handlers.observation, "process_discovered_resource_event", rescan)
     asyncio.run(handlers.rescan_for_kueue(kopf.OperatorSettings(), insights))
     assert looks == [KUEUE_GROUP] * 3
