@@ -145,9 +145,11 @@ def overview() -> dict[str, Any]:
                            "p95 {{pipeline}}")),
         ]),
         ("Stages", [
-            _series("Stages running and pending", "short",
-                    "Stages of active runs: running (Job exists) and waiting to start or retry.",
+            _series("Stages running, queued and pending", "short",
+                    "Stages of active runs: running (Job exists), queued (Job waits for Kueue "
+                    "to admit it) and waiting to start or retry.",
                     _query(f"sum(kubedag_stages_running{{{sel}}})", "running"),
+                    _query(f"sum(kubedag_stages_queued{{{sel}}})", "queued"),
                     _query(f"sum(kubedag_stages_pending{{{sel}}})", "pending")),
             _series("Stage attempts and retries", "ops", "Stage attempts started per second.",
                     _query(f"sum(rate(kubedag_stage_attempts_total{{{sel}}}[{RATE}]))",
@@ -165,6 +167,13 @@ def overview() -> dict[str, Any]:
                     "message.",
                     _query(f"sum by (pipeline) (kubedag_stages_unschedulable{{{sel}}})",
                            "{{pipeline}}")),
+            _series("Stage queue time (p50, p95)", "s",
+                    "How long stage Jobs waited for Kueue to admit them (runs with a "
+                    "queueName), by pipeline; run time is apart (Stage duration).",
+                    _query(_quantile(0.5, "kubedag_stage_queue_seconds", "pipeline", sel),
+                           "p50 {{pipeline}}"),
+                    _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
+                           "p95 {{pipeline}}")),
         ]),
         ("Resources requested by running stages", [
             _series("CPU", "short", "CPU cores requested by the pods of running stages.",
@@ -236,6 +245,11 @@ def pipeline() -> dict[str, Any]:
                     "95th percentile of finished stages' duration (retries included), by stage.",
                     _query(_quantile(0.95, "kubedag_stage_duration_seconds", "stage",
                                      stage_sel), "{{stage}}"), width=12),
+            _series("Stage queue time p95", "s",
+                    "95th percentile of the time a stage's Job waited for Kueue to admit it, "
+                    "by stage (not part of its duration).",
+                    _query(_quantile(0.95, "kubedag_stage_queue_seconds", "stage",
+                                     stage_sel), "{{stage}}"), width=12),
             _series("Attempts and retries by stage", "ops", "Attempts started per second.",
                     _query(f"sum by (stage) (rate(kubedag_stage_attempts_total{{{stage_sel}}}"
                            f"[{RATE}]))", "attempts {{stage}}"),
@@ -245,8 +259,10 @@ def pipeline() -> dict[str, Any]:
                     "Failed attempts per second, by stage and reason.",
                     _query(f"sum by (stage, reason) (rate(kubedag_stage_failures_total"
                            f"{{{stage_sel}}}[{RATE}]))", "{{stage}}: {{reason}}"), width=12),
-            _series("Stages running and pending", "short", "Stages of this pipeline's runs.",
+            _series("Stages running, queued and pending", "short",
+                    "Stages of this pipeline's runs (queued: waiting for Kueue's admission).",
                     _query(f"sum(kubedag_stages_running{{{sel}}})", "running"),
+                    _query(f"sum(kubedag_stages_queued{{{sel}}})", "queued"),
                     _query(f"sum(kubedag_stages_pending{{{sel}}})", "pending"), width=12),
             _series("Stages waiting for a node", "short",
                     "Stages of this pipeline's runs whose pods the scheduler cannot place on "

@@ -56,6 +56,10 @@ class OperatorProcess:
             time.sleep(0.1)
         raise AssertionError(f"operator did not become ready; log: {self.log}")
 
+    def logged(self, text: str) -> bool:
+        """Whether the operator has logged ``text`` since it was last started."""
+        return text in self._tail()
+
     def _tail(self) -> str:
         text = self.log.read_text(errors="replace")
         return text[text.rfind("===== start #"):]

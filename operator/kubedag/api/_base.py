@@ -37,6 +37,18 @@ StageName = Annotated[
         "most 63 characters); it becomes part of Job names and labels.",
     ),
 ]
+# An object name that is also written as a label value (label values stop at 63 characters),
+# such as a Kueue LocalQueue or WorkloadPriorityClass a stage Job is labelled with.
+LabelledName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=DNS1123_SUBDOMAIN,
+        description="An object name (lower-case letters, digits, '-' and '.') of at most 63 "
+        "characters: it is put on Jobs as a label value.",
+    ),
+]
 Identifier = Annotated[
     str,
     Field(

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from kubedag.api._base import MAX_SHORT_TEXT, ApiModel, cel_rule
+from kubedag.api._base import MAX_SHORT_TEXT, ApiModel, LabelledName, cel_rule
 from kubedag.api.conditions import Condition
 from kubedag.api.params import ParamSpec
 from kubedag.api.resources import Toleration
@@ -66,6 +66,11 @@ class PipelineDefaults(ApiModel):
         default=None,
         description="The workspace of runs that set no `spec.workspace` of their own, e.g. "
         "a volumeClaimTemplate so that every run gets its own volume.",
+    )
+    queue_name: LabelledName | None = Field(
+        default=None,
+        description="The Kueue LocalQueue of runs that set no `spec.queueName` of their own "
+        "(see PipelineRun `spec.queueName`).",
     )
 
 

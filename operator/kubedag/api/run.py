@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from kubedag.api._base import ApiModel, StageName, cel_rule
+from kubedag.api._base import ApiModel, LabelledName, StageName, cel_rule
 from kubedag.api.pipeline import MAX_STAGES, PipelineSpec
 from kubedag.api.status import PipelineRunStatus
 from kubedag.api.workspace import Workspace
@@ -94,6 +94,30 @@ class PipelineRunSpec(ApiModel):
         description="Place in line for the operator-wide stage budget (the operator's "
         "`maxRunningStages`): when it is full, ready stages of higher-priority runs start "
         "first, then those of older runs.",
+    )
+    queue_name: LabelledName | None = Field(
+        default=None,
+        description="The Kueue LocalQueue (in the run's namespace) that admits the run's stages; "
+        "default: the pipeline's `defaults.queueName`; unset: no Kueue. Every stage Job gets the "
+        "label `kueue.x-k8s.io/queue-name` and is created suspended; until Kueue admits it (and "
+        "unsuspends it) the stage is Pending with reason `Queued` and Kueue's message (e.g. "
+        "`couldn't assign flavors to pod set main: insufficient quota for nvidia.com/gpu in "
+        "flavor default, 8 more needed`), then Running. The time spent waiting is the stage's "
+        "`queueSeconds`, not part of its run time, and its `timeoutSeconds` counts from "
+        "admission: the Job controller starts a Job's activeDeadlineSeconds timer (its "
+        "status.startTime) only when the Job is unsuspended, and restarts it if Kueue evicts and "
+        "later re-admits the Job. A fan-out stage is one Indexed Job, hence one Kueue Workload: "
+        "Kueue reserves quota for all its parallel pods at once or for none, so half a fan-out "
+        "never holds quota while waiting for the rest. Stages of a run with a queue are not "
+        "counted against the operator's `maxRunningStages` (Kueue's quota is their budget); "
+        "the pipeline's `maxParallelStages` still counts queued stages.",
+    )
+    priority_class_name: LabelledName | None = Field(
+        default=None,
+        description="With a queue: the Kueue WorkloadPriorityClass of the run's stage Jobs "
+        "(label `kueue.x-k8s.io/priority-class`): Kueue admits higher-priority Workloads "
+        "first, and may preempt lower ones if the ClusterQueue allows it. Unrelated to "
+        "`priority`, which orders runs for the operator's own stage budget.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, description="Overrides the pipeline's timeoutSeconds for this run."

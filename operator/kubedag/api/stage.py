@@ -256,7 +256,10 @@ class Stage(ApiModel):
         default=None,
         ge=1,
         description="Deadline of one attempt (the Job's activeDeadlineSeconds), multiplied by "
-        "`spec.stageTimeoutMultiplier`. A timed-out attempt may be retried.",
+        "`spec.stageTimeoutMultiplier`. A timed-out attempt may be retried. With a Kueue "
+        "queue it counts from admission, not from the Job's creation: the Job controller "
+        "starts the timer when the suspended Job is unsuspended, so time spent `Queued` never "
+        "uses it up.",
     )
     unschedulable_timeout_seconds: int | None = Field(
         default=None,
@@ -287,7 +290,8 @@ class Stage(ApiModel):
         description="Run the stage once per item (in batches) as an Indexed Job. Its outputs "
         "are then `count` (the number of pods, one per batch), `results` (each pod's "
         "outputs, in index order; left out, with `truncated: true`, past 16 KiB) and, for "
-        "each output every pod reports as a number, its total over the pods (e.g. `pages`).",
+        "each output every pod reports as a number, its total over the pods (e.g. `pages`). "
+        "With a Kueue queue the Indexed Job is one Workload, admitted all-or-nothing.",
     )
     priority: int = Field(
         default=0,

@@ -70,6 +70,11 @@ _FINISHED_STAGE_PHASES = frozenset(
 )
 
 
+# The reason of a Pending stage whose Job waits for Kueue's admission (kubedag.core.reasons
+# re-exports it with the other reasons).
+QUEUED = "Queued"
+
+
 class ResourceUsage(ApiModel):
     """What the stage's last attempt consumed, as its worker reported it.
 
@@ -123,7 +128,18 @@ class StageCheckpoint(ApiModel):
         default=None, ge=0, description="Attempts started so far (1 for the first run)."
     )
     job: str | None = Field(default=None, description="Name of the current or last Job.")
-    start_time: datetime | None = Field(default=None, description="When the first attempt began.")
+    start_time: datetime | None = Field(
+        default=None,
+        description="When the first attempt began running (with a Kueue queue: when Kueue "
+        "admitted it).")
+    queued_time: datetime | None = Field(
+        default=None,
+        description="While the current attempt's Job waits for Kueue to admit it (phase "
+        "Pending, reason `Queued`): since when.")
+    queue_seconds: int | None = Field(
+        default=None, ge=0,
+        description="Seconds the stage's attempts waited for Kueue admission in all, counted "
+        "when each was admitted: the stage's queue time, apart from its run time.")
     finish_time: datetime | None = Field(default=None, description="When the stage finished.")
     exit_code: int | None = Field(
         default=None,
@@ -142,14 +158,15 @@ class StageCheckpoint(ApiModel):
         "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
         "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
         "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
-        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom.",
+        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom. Pending: "
+        "`Queued`, the stage's Job waits for Kueue to admit it (see spec.queueName).",
     )
     message: str | None = Field(
         default=None,
         max_length=4096,
         description="Why the stage is in this phase (error, skip reason), for people; while "
         "a pod cannot start its container, what the kubelet says (e.g. `ImagePullBackOff: "
-        "Back-off pulling image ...`).",
+        "Back-off pulling image ...`); while Queued, what Kueue says about its Workload.",
     )
     outputs: dict[str, Any] | None = Field(
         default=None,
@@ -169,10 +186,16 @@ class StageCheckpoint(ApiModel):
     fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
 
     @property
+    def queued(self) -> bool:
+        """The current attempt's Job exists but waits for Kueue's admission: an attempt in
+        flight that is not running yet (Pending, unlike a stage that has no Job)."""
+        return self.phase == StagePhase.PENDING and self.reason == QUEUED and self.job is not None
+
+    @property
     def in_flight(self) -> bool:
-        """An attempt's Job exists and has not ended: Running, or Pending while its pods wait
-        to be placed. Such a stage is observed, counts against `maxParallelStages` and the
-        operator's stage budget, and is never started again."""
+        """An attempt's Job exists and has not ended: Running, or Pending while Kueue has not
+        admitted it or its pods wait to be placed. Such a stage is observed, counts against
+        `maxParallelStages`, and is never started again."""
         return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
 
 

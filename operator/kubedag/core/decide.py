@@ -29,9 +29,16 @@ from kubedag.api import (
 from kubedag.core import reasons
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
-from kubedag.core.jobspec import JobSettings, RunIdentity, build_claim, build_job
+from kubedag.core.jobspec import JobSettings, Queueing, RunIdentity, build_claim, build_job
 from kubedag.core.naming import job_name, workspace_claim_name
-from kubedag.core.observe import AttemptResult, JobSummary, Outcome, PodSummary, attempt_outcome
+from kubedag.core.observe import (
+    AttemptResult,
+    JobSummary,
+    Outcome,
+    PodSummary,
+    WorkloadSummary,
+    attempt_outcome,
+)
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Event, Plan, clip, short_list
 from kubedag.core.runstatus import finish_run, refresh_run_status
@@ -71,6 +78,8 @@ class RunFacts:
     start_failure_grace: timedelta = START_FAILURE_GRACE
     # The nodes pods may land on now (None: unknown): a dry run reports stages that fit none.
     nodes: Sequence[NodeCapacity] | None = None
+    # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
+    workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,7 +92,10 @@ class _Pass:
     params: dict[str, Any]
     checkpoints: dict[str, StageCheckpoint]
     plan: Plan
+    # The Kueue queue the run's new Jobs go to (None: no Kueue, Jobs start at once).
+    queueing: Queueing | None = None
     started: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     # Announced after the stage events of the same pass, so Events read in order.
@@ -130,6 +142,10 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
         plan.events.append(Event("Warning", reasons.INVALID_PIPELINE, message[:1024]))
         return plan
 
+    queueing = Queueing.of(facts.spec, pipeline)
+    # Kueue's quota is the budget of a run with a queue: the operator's own would throttle
+    # its stages twice (and hide them from Kueue's priorities and fair sharing).
+    plan.uses_stage_budget = queueing is None
     if facts.spec.dry_run:
         plan.dry_run = True
         status.pipeline_spec = pipeline
@@ -138,7 +154,7 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
         plan.create_jobs = [
             build_job(run=facts.identity, pipeline=pipeline, stage=stage, attempt=1,
                       params=params, outputs=_placeholder_outputs(pipeline),
-                      settings=settings, workspace_claim=claim)
+                      settings=settings, workspace_claim=claim, queueing=queueing)
             for stage in pipeline.all_stages()
         ]
         if facts.nodes is not None:
@@ -153,7 +169,7 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
 
     # One dict shared with the status, so run-level summaries always see the latest checkpoints.
     status.stages = dict(status.stages or {})
-    p = _Pass(facts, now, settings, status, pipeline, params, status.stages, plan)
+    p = _Pass(facts, now, settings, status, pipeline, params, status.stages, plan, queueing)
     if status.start_time is None:
         status.start_time = now
         status.pipeline_spec = pipeline
@@ -225,12 +241,20 @@ def _fold_observations(p: _Pass) -> None:
             cp = _adopt(p, stage, seen, cp)
         if cp is None or not cp.in_flight or cp.job is None:
             continue
-        observed = p.facts.jobs.get(cp.job)
-        pods = pods_by_job.get(cp.job, [])
+        current = cp.job
+        observed = p.facts.jobs.get(current)
+        pods = pods_by_job.get(current, [])
+        if observed is not None and observed.suspended and observed.finished is None:
+            # Kueue has not admitted the Job (or took its quota back): no pod runs, none of
+            # its pods' states matter (a re-suspended Job's pods are being deleted).
+            _wait_for_admission(p, stage, cp)
+            continue
+        if cp.queued and (observed is not None or pods):
+            cp = _admitted(p, stage, cp, observed)
         if observed is None and not pods:
-            if cp.job in p.facts.recently_created:
+            if current in p.facts.recently_created:
                 continue
-            result = AttemptResult(Outcome.FAILED, message=f"Job {cp.job} disappeared",
+            result = AttemptResult(Outcome.FAILED, message=f"Job {current} disappeared",
                                    reason=reasons.JOB_LOST)
         else:
             result = attempt_outcome(observed, pods, now=p.now,
@@ -239,20 +263,68 @@ def _fold_observations(p: _Pass) -> None:
         if result.recheck_at is not None:
             p.wake_at(result.recheck_at)
         if result.stop_job and (observed is None or not observed.deleting):
-            p.plan.delete_jobs.append(cp.job)
+            p.plan.delete_jobs.append(current)
         _apply_result(p, stage, cp, result)
 
 
 def _adopt(p: _Pass, stage: Stage, attempt: int, cp: StageCheckpoint | None) -> StageCheckpoint:
-    adopted = (cp or StageCheckpoint()).model_copy(update={
-        "phase": StagePhase.RUNNING,
-        "attempts": attempt,
-        "job": job_name(p.facts.identity.name, stage.name, attempt),
-        "start_time": (cp.start_time if cp and cp.start_time else p.stamp),
-        "next_retry_time": None,
-    })
+    name = job_name(p.facts.identity.name, stage.name, attempt)
+    job = p.facts.jobs.get(name)
+    update: dict[str, Any] = {"attempts": attempt, "job": name, "next_retry_time": None}
+    if job is not None and job.suspended:
+        # Still waiting for Kueue: it has been since the Job was created.
+        update.update(phase=StagePhase.PENDING, reason=reasons.QUEUED,
+                      message=_queued_message(p, name), queued_time=job.created or p.stamp)
+    else:
+        update.update(phase=StagePhase.RUNNING,
+                      start_time=cp.start_time if cp and cp.start_time else p.stamp)
+    adopted = (cp or StageCheckpoint()).model_copy(update=update)
     p.checkpoints[stage.name] = adopted
     return adopted
+
+
+def _queued_message(p: _Pass, job: str) -> str:
+    """Kueue's word on why the Job waits, from its Workload; until Kueue has said anything
+    (or when the operator does not see Workloads), which queue it waits in."""
+    workload = p.facts.workloads.get(job)
+    if workload is not None and workload.message:
+        return clip(workload.message) or ""
+    queue = f" from LocalQueue {p.queueing.queue_name}" if p.queueing else ""
+    return f"waiting for Kueue to admit Job {job}{queue}"
+
+
+def _wait_for_admission(p: _Pass, stage: Stage, cp: StageCheckpoint) -> None:
+    """The attempt's Job is suspended: Pending with reason Queued and Kueue's message. A
+    running stage whose Job is suspended again was evicted by Kueue (preempted, or its
+    quota reclaimed): its pods are deleted and the attempt waits to be admitted again."""
+    assert cp.job is not None
+    message = _queued_message(p, cp.job)
+    if cp.queued:
+        if cp.message != message:
+            _update(p, stage.name, cp, {"message": message})
+        return
+    _update(p, stage.name, cp, {"phase": StagePhase.PENDING, "reason": reasons.QUEUED,
+                                "message": message, "queued_time": p.stamp, "progress": None})
+    p.event("Warning", reasons.STAGE_EVICTED,
+            f"Stage {stage.name} was evicted by Kueue and waits to be admitted again: {message}")
+
+
+def _admitted(p: _Pass, stage: Stage, cp: StageCheckpoint,
+              job: JobSummary | None) -> StageCheckpoint:
+    """Kueue admitted the attempt's Job (and unsuspended it): the stage runs from then on,
+    and the wait counts as queue time, not run time."""
+    assert cp.job is not None
+    workload = p.facts.workloads.get(cp.job)
+    admitted = ((workload.admitted_time if workload is not None else None)
+                or (job.started if job is not None else None) or p.now)
+    admitted = min(max(admitted, cp.queued_time or admitted), p.now).replace(microsecond=0)
+    waited = int((admitted - cp.queued_time).total_seconds()) if cp.queued_time else 0
+    attempt = cp.attempts or 1
+    p.started.append(stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})")
+    return _update(p, stage.name, cp, {
+        "phase": StagePhase.RUNNING, "reason": None, "message": None, "queued_time": None,
+        "queue_seconds": (cp.queue_seconds or 0) + waited,
+        "start_time": cp.start_time or admitted})
 
 
 def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptResult) -> None:
@@ -276,7 +348,7 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
             _update(p, stage.name, cp, update)
         return
     update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage,
-                  reason=result.reason or reasons.EXIT_CODE)
+                  reason=result.reason or reasons.EXIT_CODE, queued_time=None)
     too_large = _outputs_too_large(p, result.outputs)
     if result.outcome is Outcome.SUCCEEDED and too_large:
         update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.stamp,
@@ -423,6 +495,8 @@ def _in_flight(p: _Pass, name: str) -> bool:
 
 
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
+    """Some stage has an attempt in flight (queued, waiting for a node, running) or one to
+    come (retrying)."""
     return any(_in_flight(p, s.name) or _phase(p, s.name) == StagePhase.RETRYING
                for s in stages)
 
@@ -464,7 +538,8 @@ def _succeeded_event(p: _Pass, everything: list[Stage]) -> Event:
 
 
 def _running_count(p: _Pass) -> int:
-    """Stages whose Job exists: those waiting for a node hold their place too."""
+    """Stages whose Job exists: those queued in Kueue or waiting for a node hold their place
+    too."""
     return sum(1 for cp in p.checkpoints.values() if cp.in_flight)
 
 
@@ -472,7 +547,7 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
     limit = p.pipeline.max_parallel_stages
     # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
     room = len(ready) if limit is None else max(limit - _running_count(p), 0)
-    if p.facts.stage_room is not None and p.facts.stage_room < room:
+    if p.queueing is None and p.facts.stage_room is not None and p.facts.stage_room < room:
         # The operator-wide budget is the tighter bound: the rest waits in line for room.
         p.plan.waiting_for_room = max(min(room, len(ready)) - p.facts.stage_room, 0)
         room = p.facts.stage_room
@@ -488,19 +563,27 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
         try:
             manifest = build_job(run=p.facts.identity, pipeline=p.pipeline, stage=stage,
                                  attempt=attempt, params=p.params, outputs=outputs,
-                                 settings=p.settings, workspace_claim=claim)
+                                 settings=p.settings, workspace_claim=claim,
+                                 queueing=p.queueing)
         except ValueError as error:
             _fail_stage(p, stage, str(error), reasons.INVALID_REFERENCE)
             continue
         p.plan.create_jobs.append(manifest)
         # message and reason describe the attempt now running (the last failure's Event
         # stays); exitCode keeps the last failed attempt's code.
-        p.checkpoints[stage.name] = cp.model_copy(update={
-            "phase": StagePhase.RUNNING, "attempts": attempt,
-            "job": manifest["metadata"]["name"], "start_time": cp.start_time or p.stamp,
-            "next_retry_time": None, "progress": None, "message": None, "reason": None,
-        })
-        p.started.append(stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})")
+        job = manifest["metadata"]["name"]
+        update: dict[str, Any] = {"attempts": attempt, "job": job, "next_retry_time": None,
+                                  "progress": None}
+        if p.queueing is None:
+            update.update(phase=StagePhase.RUNNING, start_time=cp.start_time or p.stamp,
+                          message=None, reason=None)
+        else:
+            # Created suspended: it runs when Kueue admits it (see _admitted).
+            update.update(phase=StagePhase.PENDING, reason=reasons.QUEUED,
+                          message=_queued_message(p, job), queued_time=p.stamp)
+        p.checkpoints[stage.name] = cp.model_copy(update=update)
+        label = stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})"
+        (p.started if p.queueing is None else p.queued).append(label)
 
 
 def _outputs(p: _Pass) -> dict[str, dict[str, Any] | None]:
@@ -542,7 +625,8 @@ def _stop_everything(p: _Pass, reason: str, message: str) -> None:
         if cp is not None and (cp.in_flight or cp.phase == StagePhase.RETRYING):
             p.checkpoints[stage.name] = cp.model_copy(update={
                 "phase": StagePhase.CANCELLED, "message": message, "finish_time": p.stamp,
-                "reason": reason, "next_retry_time": None, "progress": None})
+                "reason": reason, "next_retry_time": None, "progress": None,
+                "queued_time": None})
         elif failed := [d for d in stage.depends_on or [] if _failed_by_itself(p, d)]:
             _skip(p, stage, reasons.UPSTREAM_FAILED, f"upstream {', '.join(failed)} failed")
         else:
@@ -654,6 +738,7 @@ def _summarize_events(p: _Pass) -> None:
     """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events."""
     for reason, verb, stages in ((reasons.STAGE_SUCCEEDED, "Succeeded", p.succeeded),
                                  (reasons.STAGE_SKIPPED, "Skipped", p.skipped),
+                                 (reasons.STAGE_QUEUED, "Queued", p.queued),
                                  (reasons.STAGE_STARTED, "Started", p.started)):
         if stages:
             p.plan.events.append(Event.listing(reason, verb, stages))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubedag import contract
-from kubedag.api import PipelineSpec, Stage, VolumeClaimTemplate
+from kubedag.api import PipelineRunSpec, PipelineSpec, Stage, VolumeClaimTemplate
 from kubedag.core.naming import job_name, label_value, workspace_claim_name
 from kubedag.core.observe import LABEL_RUN_UID
 from kubedag.core.substitution import substitute
@@ -20,6 +20,9 @@ WORKER_COMMAND = ["kubedag-worker", "run"]
 WORKSPACE_VOLUME = "workspace"
 TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
+# Kueue's labels on a Job: the LocalQueue that admits it, and its WorkloadPriorityClass.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,28 @@ class JobSettings:
     run_as_user: int = 10001
     # A cancelled run's pods get SIGTERM, then SIGKILL this many seconds later.
     termination_grace_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """The Kueue LocalQueue that admits a run's stage Jobs, and their WorkloadPriorityClass."""
+
+    queue_name: str
+    priority_class_name: str | None = None
+
+    @classmethod
+    def of(cls, spec: PipelineRunSpec, pipeline: PipelineSpec) -> Queueing | None:
+        """The run's own queue, else its pipeline's default; None: the run does not use Kueue."""
+        queue = spec.queue_name or (pipeline.defaults.queue_name if pipeline.defaults else None)
+        return cls(queue, spec.priority_class_name) if queue else None
+
+    def job_labels(self) -> dict[str, str]:
+        """On the Job only, never its pod template: Kueue's pod integration would otherwise
+        take each pod for a workload of its own."""
+        labels = {KUEUE_QUEUE_LABEL: self.queue_name}
+        if self.priority_class_name:
+            labels[KUEUE_PRIORITY_CLASS_LABEL] = self.priority_class_name
+        return labels
 
 
 def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
@@ -118,12 +143,15 @@ def build_job(
     outputs: Mapping[str, Mapping[str, Any] | None],
     settings: JobSettings,
     workspace_claim: str | None = None,
+    queueing: Queueing | None = None,
 ) -> dict[str, Any]:
     """The Job manifest; ValueError (SubstitutionError) for a reference that cannot resolve.
 
     ``workspace_claim``: the PersistentVolumeClaim mounted at the workspace path (None: an
     emptyDir). The pod passes the `restricted` Pod Security Standard with a read-only root
-    filesystem: /tmp and the workspace are its only writable paths.
+    filesystem: /tmp and the workspace are its only writable paths. ``queueing``: the Job is
+    created suspended with Kueue's labels, and Kueue unsuspends it when it admits it (the
+    Job controller creates no pod before that).
     """
     defaults = pipeline.defaults
     labels = {**((defaults.labels or {}) if defaults else {}),
@@ -200,13 +228,17 @@ def build_job(
         batches = max(1, math.ceil(len(items) / stage.fan_out.batch_size))
         job_spec.update(completionMode="Indexed", completions=batches,
                         parallelism=min(stage.fan_out.parallelism or batches, batches))
+    job_labels = labels
+    if queueing is not None:
+        job_labels = {**labels, **queueing.job_labels()}
+        job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(run.name, stage.name, attempt),
             "namespace": run.namespace,
-            "labels": labels,
+            "labels": job_labels,
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,

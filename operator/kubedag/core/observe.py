@@ -47,6 +47,26 @@ class JobSummary:
     finished: str | None = None
     reason: str | None = None
     message: str | None = None
+    # spec.suspend: created suspended for Kueue, not admitted yet (or evicted since).
+    suspended: bool = False
+    # status.startTime: the Job controller sets it when the Job starts or is unsuspended.
+    started: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadSummary:
+    """What Kueue says about one stage Job's Workload (Kueue makes one per Job, owned by it):
+    whether it is admitted, since when, and if not, why not, in Kueue's words."""
+
+    name: str
+    job: str  # the owning Job's name
+    admitted: bool = False
+    admitted_time: datetime | None = None
+    # Why it is not admitted: the QuotaReserved condition's reason (Pending, Inadmissible,
+    # or Preempted after an eviction) and message, e.g. "couldn't assign flavors to pod set
+    # main: insufficient quota for nvidia.com/gpu in flavor default, 8 more needed".
+    reason: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +167,42 @@ def summarize_job(body: dict[str, Any]) -> JobSummary:
         finished=finished,
         reason=reason,
         message=message,
+        suspended=bool(spec.get("suspend")),
+        started=_parse_time(status.get("startTime")),
     )
+
+
+def workload_owner(body: dict[str, Any]) -> str | None:
+    """The name of the batch/v1 Job that controls a Workload, if a Job does."""
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if (owner.get("controller") and owner.get("kind") == "Job"
+                and owner.get("apiVersion") == "batch/v1"):
+            return str(owner.get("name"))
+    return None
+
+
+def summarize_workload(body: dict[str, Any]) -> WorkloadSummary | None:
+    """The summary of a Workload that belongs to a Job (None for any other Workload).
+
+    The same in Kueue's v1beta1 and v1beta2 APIs: only metadata and conditions are read.
+    """
+    job = workload_owner(body)
+    if job is None:
+        return None
+    conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
+    admitted = conditions.get("Admitted") or {}
+    if admitted.get("status") == "True":
+        return WorkloadSummary(name=body["metadata"]["name"], job=job, admitted=True,
+                               admitted_time=_parse_time(admitted.get("lastTransitionTime")))
+    reserved = conditions.get("QuotaReserved") or {}
+    if reserved.get("status") == "True":
+        # Quota is held; admission checks (e.g. a ProvisioningRequest) are still pending.
+        reason = admitted.get("reason") or "QuotaReserved"
+        message = admitted.get("message") or "quota reserved, waiting for admission checks"
+    else:
+        reason, message = reserved.get("reason"), reserved.get("message")
+    return WorkloadSummary(name=body["metadata"]["name"], job=job, reason=reason,
+                           message=message)
 
 
 def summarize_pod(body: dict[str, Any]) -> PodSummary:

@@ -60,3 +60,5 @@ class Plan:
     delete_run: bool = False  # ttlSecondsAfterFinished has passed
     # Ready stages held back by the operator-wide stage budget (see admission.py).
     waiting_for_room: int = 0
+    # Whether the run's running stages count against that budget: not with a Kueue queue.
+    uses_stage_budget: bool = True

@@ -3,6 +3,8 @@ on them."""
 
 from typing import Final
 
+from kubedag.api.status import QUEUED as _QUEUED
+
 # Run-level (condition Succeeded and run Events)
 RUN_STARTED: Final = "RunStarted"
 RUNNING: Final = "Running"
@@ -30,6 +32,10 @@ STAGE_REUSED: Final = "StageReused"
 WHEN_FALSE: Final = "WhenFalse"
 UPSTREAM_FAILED: Final = "UpstreamFailed"
 UPSTREAM_SKIPPED: Final = "UpstreamSkipped"
+STAGE_QUEUED: Final = "StageQueued"  # Jobs created suspended, waiting for Kueue's admission
+STAGE_EVICTED: Final = "StageEvicted"  # Kueue took an admitted stage's quota back (preemption)
+# A Pending stage whose Job waits for Kueue to admit it (the checkpoint's reason).
+QUEUED: Final = _QUEUED
 
 # Why a stage failed: its checkpoint's `reason`, the `reason` label of
 # kubedag_stage_failures_total, and named in its StageFailed / StageRetrying Event.

@@ -78,6 +78,9 @@ def refresh_run_status(
         message = f"{done.completed}/{done.total} stages done"
         if queued:
             message += f"; {queued} ready stage(s) waiting for the operator's stage budget"
+        in_kueue = sum(1 for cp in stages.values() if cp.queued)
+        if in_kueue:
+            message += f"; {in_kueue} stage(s) queued for Kueue's admission"
         _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.RUNNING, message,
              generation, now)
     status.eta = _steady(status.eta, _eta(pipeline, stages, now))

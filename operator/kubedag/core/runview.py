@@ -66,6 +66,9 @@ class StageResult:
     the run's start) and its first attempt starting: a long wait means a full stage budget or
     `maxParallelStages`, not a slow stage. `run_seconds` runs from the first attempt's start to
     the finish (or to `now` while running), so it includes retries and their back-off.
+    `queue_seconds` (runs with a Kueue queue) is how long its attempts waited for Kueue's
+    admission, the current wait included; the first one is part of `wait_seconds`, since a
+    stage starts when it is admitted.
     """
 
     name: str
@@ -80,6 +83,7 @@ class StageResult:
     fanout_done: int | None
     fanout_total: int | None
     is_finally: bool
+    queue_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,16 @@ def _stage_result(name: str, checkpoint: StageCheckpoint | None, stage: Stage | 
         fanout_done=fan_out.succeeded if fan_out is not None else None,
         fanout_total=fan_out.total if fan_out is not None else None,
         is_finally=is_finally,
+        queue_seconds=_queue_seconds(cp, now),
     )
+
+
+def _queue_seconds(cp: StageCheckpoint, now: datetime) -> float | None:
+    """Admission waits so far: those counted at each admission, plus the current one."""
+    waiting = _seconds_between(cp.queued_time, now) if cp.queued else None
+    if cp.queue_seconds is None and waiting is None:
+        return None
+    return (cp.queue_seconds or 0) + (waiting or 0)
 
 
 def _ready_time(deps: list[str], checkpoints: dict[str, StageCheckpoint],

@@ -58,6 +58,7 @@ _DEFAULTS: list[tuple[str, Callable[[PipelineDefaults], object]]] = [
     ("defaults.imagePullSecrets", lambda d: d.image_pull_secrets),
     ("defaults.podAnnotations", lambda d: d.pod_annotations),
     ("defaults.labels", lambda d: d.labels),
+    ("defaults.queueName", lambda d: d.queue_name),
 ]
 _DEFAULTS_WHY = {
     "defaults.image": "processor stages run the installed kubedag worker, command stages run "
@@ -66,6 +67,7 @@ _DEFAULTS_WHY = {
     "defaults.imagePullSecrets": "no images are pulled",
     "defaults.labels": "no Jobs or pods are created",
     "defaults.podAnnotations": "no pods are created",
+    "defaults.queueName": "there is no Kueue locally; stages start at once",
 }
 
 
@@ -110,6 +112,9 @@ def _run_settings(spec: PipelineRunSpec) -> list[str]:
                      "stages; every stage runs")
     if spec.priority:
         lines.append("priority: there is no operator-wide stage budget locally")
+    if spec.queue_name:
+        lines.append(f"queueName {spec.queue_name}: there is no Kueue locally; stages start at "
+                     "once")
     if spec.ttl_seconds_after_finished is not None:
         lines.append("ttlSecondsAfterFinished: nothing is deleted; the workspace is kept")
     return lines

@@ -113,13 +113,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _without_kueue(spec: PipelineRunSpec) -> PipelineRunSpec:
+    """The run with no Kueue queue, its own or its pipeline's default: no Kueue admits local
+    processes, so Jobs created suspended for it would wait forever."""
+    pipeline = spec.pipeline_spec
+    if pipeline is not None and pipeline.defaults is not None and pipeline.defaults.queue_name:
+        pipeline = pipeline.model_copy(update={
+            "defaults": pipeline.defaults.model_copy(update={"queue_name": None})})
+    return spec.model_copy(update={"queue_name": None, "priority_class_name": None,
+                                   "pipeline_spec": pipeline})
+
+
 class _LocalLoop:
     """One run's state between passes: the status decided last and the Jobs running."""
 
     def __init__(self, identity: RunIdentity, spec: PipelineRunSpec, status: PipelineRunStatus,
                  workspace: Path, logs: Path, worker_command: list[str]) -> None:
-        # A local run neither pauses nor resumes from another run (see ignored_settings).
-        self.spec = spec.model_copy(update={"suspend": False, "resume_from": None})
+        # A local run neither pauses, nor resumes from another run, nor waits for Kueue (see
+        # ignored_settings).
+        self.spec = _without_kueue(spec).model_copy(update={"suspend": False,
+                                                            "resume_from": None})
         self.status = status
         self.workspace = workspace
         self.logs = logs

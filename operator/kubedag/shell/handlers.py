@@ -16,11 +16,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._cogs.structs import bodies
+from kopf._cogs.structs.references import Insights
+from kopf._core.reactor import observation
 
 from kubedag import contract
 from kubedag.core.estimate import NodeCapacity, node_capacity
 from kubedag.core.mergepatch import merge_patch
-from kubedag.core.observe import LABEL_RUN_UID, summarize_job, summarize_pod
+from kubedag.core.observe import (
+    LABEL_RUN_UID,
+    summarize_job,
+    summarize_pod,
+    summarize_workload,
+    workload_owner,
+)
 from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
@@ -55,6 +64,8 @@ class _State:
     # pending re-check after they changed.
     fitted_nodes: dict[str, NodeCapacity] | None = None
     fits_refresh: asyncio.Task[None] | None = None
+    # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
+    insights: Insights | None = None
 
 
 state = _State()
@@ -97,6 +108,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
     state.workers.append(asyncio.create_task(trim_periodically()))
+    if state.insights is not None:
+        state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
 
 
 @kopf.on.cleanup()
@@ -152,6 +165,103 @@ def _bind(kwargs: dict[str, Any]) -> None:
     state.indexes.jobs = kwargs["kubedag_jobs"]
     state.indexes.pods = kwargs["kubedag_pods"]
     state.indexes.nodes = kwargs["kubedag_nodes"]
+    # Only there when watch_workloads() registered them.
+    state.indexes.workloads = kwargs.get("kubedag_workloads", {})
+    state.indexes.job_runs = kwargs.get("kubedag_job_runs", {})
+
+
+# --- Kueue: registered by watch_workloads() unless KUBEDAG_KUEUE=off ---------------------------
+
+KUEUE_GROUP = "kueue.x-k8s.io"
+
+
+# How often to look for Kueue's Workloads API while kopf does not serve it (see below): soon
+# after the start (Kueue installed together with the operator), then once a minute.
+KUEUE_RESCAN_FIRST_SECONDS = 2.0
+KUEUE_RESCAN_MAX_SECONDS = 60.0
+
+
+def watch_workloads(insights: Insights) -> None:
+    """Watch Kueue's Workloads of kubedag's Jobs: what a queued stage waits for, and when it
+    was admitted. ``insights``: what kopf.run serves (the same object), for the rescan.
+
+    Versionless on purpose: kopf serves the API server's preferred version (v1beta2 from
+    Kueue 0.15 on, v1beta1 before), and summaries read only metadata and conditions, which
+    both versions share. Where the CRD does not exist kopf serves nothing, and starts when
+    it appears: kopf watches CRDs and rescans a CRD's API group on each event. The API
+    server's discovery may lag those events, though (a CRD Established before its group is
+    listed), and kopf then never notices: the startup handler therefore also rescans Kueue's
+    group, every minute at most, until kopf serves Workloads.
+    """
+    state.insights = insights
+    kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
+    kopf.index(KUEUE_GROUP, "workloads", when=_owned_by_job)(kubedag_workloads)
+    kopf.on.event(KUEUE_GROUP, "workloads", when=_owned_by_job)(workload_event)
+    logging.getLogger("kopf._core.reactor.observation").addFilter(AbsentKueueFilter())
+    log.info("Kueue: watching Workloads whenever the API server serves them "
+             "(KUBEDAG_KUEUE=auto)")
+
+
+def serves_workloads(insights: Insights) -> bool:
+    return any(r.group == KUEUE_GROUP and r.plural == "workloads"
+               for r in insights.watched_resources)
+
+
+async def rescan_for_kueue(settings: kopf.OperatorSettings, insights: Insights) -> None:
+    """Until kopf serves Kueue's Workloads: look again at Kueue's API group, as kopf does on a
+    CRD event (same function, kopf 1.45), so that Kueue installed at any time is picked up."""
+    registry = kopf.get_default_registry()
+    event = bodies.RawEvent(type="MODIFIED", object={"spec": {"group": KUEUE_GROUP}})
+    delay = KUEUE_RESCAN_FIRST_SECONDS
+    while not serves_workloads(insights):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, KUEUE_RESCAN_MAX_SECONDS)
+        if serves_workloads(insights):
+            break  # kopf's own CRD watch found them meanwhile
+        try:
+            await observation.process_discovered_resource_event(
+                raw_event=event, settings=settings, registry=registry, insights=insights)
+        except Exception:  # the API may be unreachable a moment: try again next time
+            log.warning("looking for Kueue's Workloads API failed", exc_info=True)
+    # Said once, when it becomes true: tests wait for this line before they time admissions.
+    log.info("Kueue: watching Workloads")
+
+
+class AbsentKueueFilter(logging.Filter):
+    """Drops kopf's warning that Workloads "cannot be served (try creating their CRDs)": on a
+    cluster without Kueue that is how it should be, and kopf repeats it on every CRD change.
+    The warning stays when it names other resources too."""
+
+    ALONE = ("Unresolved resources cannot be served (try creating their CRDs): "
+             f"Selector(group='{KUEUE_GROUP}', any_name='workloads')")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.ALONE
+
+
+def _owned_by_job(body: kopf.Body, **_: Any) -> bool:
+    return workload_owner(dict(body)) is not None
+
+
+def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
+                     **_: Any) -> dict[Any, Any]:
+    """(namespace, Job name) -> run UID: which run a Workload's Job belongs to."""
+    return {(namespace, name): labels[LABEL_RUN_UID]}
+
+
+def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """(namespace, Job name) -> the summary of the Job's Workload. Workloads of Jobs that are
+    not kubedag's are indexed too (small, and a Workload carries no kubedag label to filter
+    by: Kueue copies none by default); no run ever looks them up."""
+    summary = summarize_workload(dict(body))
+    return {} if summary is None else {(namespace, summary.job): summary}
+
+
+async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    _bind(kwargs)
+    job = workload_owner(dict(body))
+    for run_uid in state.indexes.job_runs.get((namespace, job), []):
+        _wake(run_uid)
 
 
 # --- events -----------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ import os
 import socket
 
 import kopf
+from kopf._cogs.structs.references import Insights
 from kopf._core.engines.peering import Identity
 
-from kubedag.shell import handlers  # noqa: F401 - registers the handlers
+from kubedag.shell import handlers  # importing registers the handlers
 from kubedag.shell.settings import OperatorSettings
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every handler call at INFO: thousands of lines a minute on a busy cluster.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = OperatorSettings.from_env()
+    insights = Insights()
+    if settings.kueue:
+        handlers.watch_workloads(insights)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
@@ -36,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         peering_name=args.peering,
         liveness_endpoint=args.liveness or None,
         identity=Identity(operator_identity()),
+        insights=insights,
     )
 
 

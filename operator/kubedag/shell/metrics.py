@@ -115,9 +115,14 @@ class Metrics:
             ["namespace", "pipeline", "outcome"], buckets=DURATION_BUCKETS, registry=r)
         self.stage_duration = Histogram(
             "kubedag_stage_duration_seconds",
-            "Duration of finished stages, from their first attempt's start to the finish, "
-            "retries included, by outcome (phase).",
+            "Duration of finished stages, from their first attempt's start (with Kueue: its "
+            "admission) to the finish, retries included, by outcome (phase).",
             ["namespace", "pipeline", "stage", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.stage_queue = Histogram(
+            "kubedag_stage_queue_seconds",
+            "Time a stage attempt's Job waited for Kueue to admit it (runs with a queueName), "
+            "observed at admission; not part of kubedag_stage_duration_seconds' first wait.",
+            ["namespace", "pipeline", "stage"], buckets=DURATION_BUCKETS, registry=r)
         self.stage_attempts = Counter(
             "kubedag_stage_attempts_total", "Stage attempts started (one Job each).",
             ["namespace", "pipeline", "stage"], registry=r)
@@ -175,7 +180,7 @@ class Metrics:
             return  # nothing ran
         namespace = str(body["metadata"]["namespace"])
         pipeline = pipeline_of(body)
-        self._initialise(namespace, pipeline, new_status)
+        self._initialise(namespace, pipeline, new_status, queued=_uses_kueue(body, new_status))
         old_status = body.get("status") or {}
         if not old_status.get("startTime") and new_status.get("startTime"):
             self.runs_started.labels(namespace, pipeline).inc()
@@ -193,13 +198,14 @@ class Metrics:
             if new is not None and old != new:
                 self._stage_transition(namespace, pipeline, stage, old or {}, new)
 
-    def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any]) -> None:
+    def _initialise(self, namespace: str, pipeline: str, status: Mapping[str, Any], *,
+                    queued: bool) -> None:
         """Export every series of a pipeline and its stages at 0 before its first increment:
         rate() and increase() cannot see the step from "absent" to 1."""
         spec = status.get("pipelineSpec") or {}
         specs = [*(spec.get("stages") or []), *(spec.get("finally") or [])]
         stages = [str(s.get("name")) for s in specs]
-        key = (namespace, pipeline, *stages)
+        key = (namespace, pipeline, str(queued), *stages)
         if key in self._initialised:
             return
         self._initialised.add(key)
@@ -215,6 +221,8 @@ class Metrics:
             if (stage_spec.get("resources") or {}).get("gpu"):
                 # Only where GPUs are asked for: elsewhere they would export empty buckets.
                 histograms += [self.stage_gpu_memory, self.stage_gpu_utilization]
+            if queued:
+                histograms.append(self.stage_queue)  # likewise, only for runs with a queue
             for histogram in histograms:
                 histogram.labels(*labels)
             for outcome in ("Succeeded", "Failed", "Cancelled"):
@@ -230,8 +238,16 @@ class Metrics:
             if retries > 0:
                 self.stage_retries.labels(*labels).inc(retries)
         old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
-        # Running and Pending-while-waiting-for-a-node are one attempt, whichever way it goes.
-        attempt_ended = _in_flight(old) and (not _in_flight(new) or new_attempts > old_attempts)
+        admitted = new_phase == "Running" and (old_phase != "Running"
+                                               or new_attempts > old_attempts)
+        if admitted and new.get("queueSeconds") is not None:
+            # Kueue admitted an attempt: queueSeconds grew by its wait (0 if within a second).
+            waited = int(new["queueSeconds"]) - int(old.get("queueSeconds") or 0)
+            self.stage_queue.labels(*labels).observe(max(waited, 0))
+        # An attempt is in flight while its Job exists: running, or queued in Kueue (Pending
+        # with reason Queued). A running stage that Kueue evicts is queued again, not ended.
+        attempt_ended = _in_flight(old) and (
+            not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             for key, histogram in self._usage_histograms:
@@ -250,9 +266,22 @@ class Metrics:
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
 
 
+def _uses_kueue(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """The run names a Kueue queue, or its pipeline does (Queueing.of, on the stored JSON)."""
+    defaults = (status.get("pipelineSpec") or {}).get("defaults") or {}
+    return bool((body.get("spec") or {}).get("queueName") or defaults.get("queueName"))
+
+
+def _queued(checkpoint: Mapping[str, Any]) -> bool:
+    """StageCheckpoint.queued, read from the stored JSON: metrics must never fail on a status
+    written by another version of the operator, which parsing it could."""
+    return (checkpoint.get("phase", "Pending") == "Pending"
+            and checkpoint.get("reason") == reasons.QUEUED and bool(checkpoint.get("job")))
+
+
 def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
-    """As StageCheckpoint.in_flight, on the stored JSON: an attempt is under way (Running,
-    or Pending with its Job created while its pods wait for a node)."""
+    """StageCheckpoint.in_flight, read from the stored JSON: an attempt is under way (Running,
+    or Pending with its Job created: queued in Kueue or waiting for a node)."""
     phase = checkpoint.get("phase", "Pending")
     return phase == "Running" or (phase == "Pending" and bool(checkpoint.get("job")))
 
@@ -286,6 +315,7 @@ class RunState:
     running: int = 0
     pending: int = 0
     unschedulable: int = 0
+    queued: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -308,7 +338,9 @@ def run_state(body: Mapping[str, Any]) -> RunState:
     for stage in stages:
         cp = checkpoints.get(stage.get("name")) or {}
         phase = cp.get("phase", "Pending")
-        if phase in ("Pending", "Retrying"):
+        if _queued(cp):
+            state.queued += 1
+        elif phase in ("Pending", "Retrying"):
             state.pending += 1
             if phase == "Pending" and cp.get("reason") == reasons.UNSCHEDULABLE:
                 state.unschedulable += 1
@@ -359,12 +391,16 @@ class RunStateCollector(Collector):
         pending = GaugeMetricFamily(
             "kubedag_stages_pending",
             "Stages of active runs that have not started yet, wait for a retry or wait for "
-            "their pods to be placed.",
+            "their pods to be placed (stages queued in Kueue are kubedag_stages_queued).",
             labels=["namespace", "pipeline"])
         unschedulable = GaugeMetricFamily(
             "kubedag_stages_unschedulable",
             "Stages of active runs whose pods the scheduler cannot place on any node now "
             "(phase Pending, reason Unschedulable; part of kubedag_stages_pending).",
+            labels=["namespace", "pipeline"])
+        queued = GaugeMetricFamily(
+            "kubedag_stages_queued",
+            "Stages of active runs whose Job waits for Kueue to admit it.",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -381,23 +417,23 @@ class RunStateCollector(Collector):
         for state in self._states(seen):
             key = (state.namespace, state.pipeline)
             phases[(*key, state.phase)] += 1
-            sums = totals.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
+            sums = totals.setdefault(key, [0, 0, 0, 0, 0.0, 0.0, 0.0])
             if state.phase in _FINISHED_RUN:
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
             for i, value in enumerate((state.running, state.pending, state.unschedulable,
-                                       state.cpu, state.memory, state.gpus)):
+                                       state.queued, state.cpu, state.memory, state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, unschedulable, cpu, memory, gpus), sums,
-                                     strict=True):
+            for family, value in zip((running, pending, unschedulable, queued, cpu, memory,
+                                      gpus), sums, strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, unschedulable, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, unschedulable, queued, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):

@@ -27,7 +27,7 @@ from kubedag.core.feedback import (
     record_create_results,
 )
 from kubedag.core.jobspec import RunIdentity
-from kubedag.core.observe import JobSummary, PodSummary, summarize_job
+from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
 from kubedag.core.plan import Plan
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
@@ -48,6 +48,10 @@ class Indexes:
     def __init__(self) -> None:
         self.jobs: Mapping[str, Any] = {}
         self.pods: Mapping[str, Any] = {}
+        # Kueue (empty unless its Workloads are watched): Workload summaries and run UIDs,
+        # both by (namespace, Job name).
+        self.workloads: Mapping[Any, Any] = {}
+        self.job_runs: Mapping[Any, Any] = {}
         self.nodes: Mapping[str, Any] = {}
 
     def node_list(self) -> list[NodeCapacity]:
@@ -118,7 +122,7 @@ class Reconciler:
         return plan.requeue_after
 
     def _settle_budget(self, key: RunKey, body: dict[str, Any], plan: Plan | None) -> None:
-        running = 0 if plan is None else sum(
+        running = 0 if plan is None or not plan.uses_stage_budget else sum(
             1 for cp in (plan.status.stages or {}).values() if cp.in_flight)
         priority, created = _place_in_line(body)
         for waiting in self.budget.settle(key, priority, created, running,
@@ -170,6 +174,10 @@ class Reconciler:
         for name, job in expected.items():
             jobs.setdefault(name, job)
         pods: list[PodSummary] = list(self.indexes.pods.get(uid, []))
+        workloads: dict[str, WorkloadSummary] = {}
+        for name in jobs:
+            for workload in self.indexes.workloads.get((meta["namespace"], name), []):
+                workloads[name] = workload
         return RunFacts(
             identity=RunIdentity(
                 name=meta["name"], namespace=meta["namespace"], uid=uid,
@@ -187,6 +195,7 @@ class Reconciler:
                                         *_place_in_line(body)),
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
             nodes=self.indexes.node_list() if spec.dry_run else None,
+            workloads=workloads,
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,

@@ -13,6 +13,16 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+KUEUE_MODES = ("auto", "off")
+
+
+def _kueue() -> bool:
+    mode = os.environ.get("KUBEDAG_KUEUE", "auto")
+    if mode not in KUEUE_MODES:
+        raise ValueError(f"KUBEDAG_KUEUE={mode!r}: expected one of {', '.join(KUEUE_MODES)}")
+    return mode == "auto"
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     # Empty: watch the whole cluster.
@@ -26,6 +36,11 @@ class OperatorSettings:
     # InvalidImageName, CreateContainerConfigError, CreateContainerError) before the attempt
     # fails (ImagePullFailed / ContainerConfigError, not retried) and its Job is deleted.
     start_failure_grace_seconds: float = START_FAILURE_GRACE.total_seconds()
+    # KUBEDAG_KUEUE=auto: watch Kueue's Workloads (for a queued stage's message and admission
+    # time) whenever the API server serves them - kopf notices their CRD appearing later, so
+    # Kueue installed after the operator needs no restart. off: never (Queued stages then
+    # say which queue they wait in, not Kueue's reason).
+    kueue: bool = True
     jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
@@ -39,6 +54,7 @@ class OperatorSettings:
             max_running_stages=_int("KUBEDAG_MAX_RUNNING_STAGES", 0) or None,
             start_failure_grace_seconds=float(os.environ.get(
                 "KUBEDAG_START_FAILURE_GRACE_SECONDS", START_FAILURE_GRACE.total_seconds())),
+            kueue=_kueue(),
             jobs=JobSettings(
                 worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
                 job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),

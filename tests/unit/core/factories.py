@@ -86,10 +86,12 @@ def facts(
 
 def job(stage_name: str, attempt: int = 1, *, completions: int = 1, finished: str | None = None,
         reason: str | None = None, message: str | None = None,
-        deleting: bool = False) -> JobSummary:
+        deleting: bool = False, suspended: bool = False,
+        started: datetime | None = None) -> JobSummary:
     return JobSummary(name=job_name(RUN, stage_name, attempt), stage=stage_name, attempt=attempt,
                       created=T0, completions=completions, deleting=deleting,
-                      finished=finished, reason=reason, message=message)
+                      finished=finished, reason=reason, message=message, suspended=suspended,
+                      started=started)
 
 
 def pod(stage_name: str, attempt: int = 1, *, phase: str = "Succeeded",
