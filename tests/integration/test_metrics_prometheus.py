@@ -25,6 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubedag.dashboards import panel_queries, rendered
+from kubedag.testbed.kueue import KueueHandle, create_queues, delete_queues
 from tests.integration.chart_support import ensure_prometheus
 from tests.integration.operator_process import OperatorProcess, free_port
 from tests.integration.runs import GROUP, VERSION, create_run, pipeline, stage, wait_phase
@@ -124,7 +125,8 @@ def _stages() -> list[dict[str, Any]]:
 
 def test_every_dashboard_query_returns_data(cluster: Cluster, namespace: str,
                                             running_operator: OperatorProcess,
-                                            prometheus: Prometheus) -> None:
+                                            prometheus: Prometheus,
+                                            kueue: KueueHandle) -> None:
     start = time.time() - 5
     cluster.custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "pipelines",
@@ -138,6 +140,15 @@ def test_every_dashboard_query_returns_data(cluster: Cluster, namespace: str,
                                            "timeoutSeconds": 2})
     bad = wait_phase(cluster, namespace, "bad", timeout=60)
     assert bad["status"]["phase"] == "Failed", bad["status"]
+    # Through a Kueue queue (the queue-time panels): admitted, so its queue time is observed.
+    queues = create_queues(cluster.api_client, namespace, f"{namespace}-metrics", gpus=4)
+    try:
+        create_run(cluster, namespace, "queued", {"pipelineRef": {"name": PIPELINE},
+                                                  "queueName": queues.local_queue})
+        queued = wait_phase(cluster, namespace, "queued", timeout=90)
+        assert queued["status"]["phase"] == "Succeeded", queued["status"]
+    finally:
+        delete_queues(cluster.api_client, queues)
     time.sleep(4)  # a few more scrapes after the last transition
     end = time.time()
 

@@ -130,9 +130,14 @@ def test_a_missing_secret_shows_while_waiting_then_fails_the_stage(
     cluster.core.patch_namespaced_pod_status(
         pod.metadata.name, namespace,
         waiting("CreateContainerConfigError", 'secret "creds" not found'))
-    message = wait_for(lambda: stages_of(get_run(cluster, namespace, "nosecret"))
-                       .get("use-secret", {}).get("message"), what="the waiting message")
-    assert message.startswith("CreateContainerConfigError") or "not found" in message
+    # (Until the patch is seen the pod, which no node matches, shows the scheduler's message.)
+    def waiting_message() -> str | None:
+        message = stages_of(get_run(cluster, namespace, "nosecret")).get(
+            "use-secret", {}).get("message") or ""
+        return message if "not found" in message else None
+
+    message = wait_for(waiting_message, what="the waiting message")
+    assert message.startswith("CreateContainerConfigError"), message
     run = wait_phase(cluster, namespace, "nosecret", timeout=60)
     stage_ = stages_of(run)["use-secret"]
     assert (stage_["phase"], stage_["reason"]) == ("Failed", "ContainerConfigError")
