@@ -167,6 +167,13 @@ def overview() -> dict[str, Any]:
                            "p50 {{pipeline}}"),
                     _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
                            "p95 {{pipeline}}")),
+            _series("Stages waiting for a node", "short",
+                    "Stages whose pods the scheduler cannot place on any node now (phase "
+                    "Pending, reason Unschedulable), by pipeline: too large for every node, "
+                    "or the cluster is full. `kubectl describe` the run for the scheduler's "
+                    "message.",
+                    _query(f"sum by (pipeline) (kubedag_stages_unschedulable{{{sel}}})",
+                           "{{pipeline}}")),
         ]),
         ("Resources requested by running stages", [
             _series("CPU", "short", "CPU cores requested by the pods of running stages.",
@@ -257,6 +264,11 @@ def pipeline() -> dict[str, Any]:
                     _query(f"sum(kubedag_stages_running{{{sel}}})", "running"),
                     _query(f"sum(kubedag_stages_queued{{{sel}}})", "queued"),
                     _query(f"sum(kubedag_stages_pending{{{sel}}})", "pending"), width=12),
+            _series("Stages waiting for a node", "short",
+                    "Stages of this pipeline's runs whose pods the scheduler cannot place on "
+                    "any node now (phase Pending, reason Unschedulable).",
+                    _query(f"sum(kubedag_stages_unschedulable{{{sel}}})", "unschedulable"),
+                    width=12),
         ]),
         ("Usage reported by workers, and requests", [
             _series("CPU time per attempt", "s",

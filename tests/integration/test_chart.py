@@ -221,7 +221,7 @@ def test_server_side_dry_run_then_install(cluster: Cluster,
         ("patch", "pipelines.kubedag.io/status"), ("delete", "pipelineruns.kubedag.io"),
         ("update", "pipelineruns.kubedag.io/finalizers"), ("create", "jobs.batch"),
         ("delete", "jobs.batch"), ("watch", "jobs.batch"), ("list", "pods"),
-        ("watch", "pods"), ("create", "events"),
+        ("watch", "pods"), ("create", "events"), ("list", "nodes"), ("watch", "nodes"),
     ]
     denied = [
         ("delete", "nodes"), ("get", "secrets"), ("list", "secrets"), ("create", "pods"),

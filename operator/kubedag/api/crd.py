@@ -70,6 +70,12 @@ KINDS: tuple[Kind, ...] = (
                 "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
                 "description": "Whether the DAG and its expressions check out.",
             },
+            {
+                "name": "Fits",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Fits")].status',
+                "description": "Whether every stage's pod fits some node now.",
+            },
             _AGE,
         ),
     ),

@@ -56,6 +56,12 @@ class PipelineDefaults(ApiModel):
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations of every stage pod."
     )
+    unschedulable_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="The `unschedulableTimeoutSeconds` of stages that set none: how long an "
+        "attempt may wait for a node before it fails with reason `Unschedulable`.",
+    )
     workspace: Workspace | None = Field(
         default=None,
         description="The workspace of runs that set no `spec.workspace` of their own, e.g. "
@@ -166,7 +172,12 @@ class PipelineStatus(ApiModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="`Valid`: whether the DAG, CEL expressions and references check out.",
+        description="`Valid`: whether the DAG, CEL expressions and references check out. "
+        "`Fits`: whether every stage's pod fits at least one node now (requests against "
+        "allocatable, nodeSelector, taints); False (reason `NoNodeFits`) names each stage that "
+        "fits none and the largest node's allocatable. Nodes change, so a Pipeline that fits no "
+        "node is still valid and may run (its stages wait, phase Pending, reason "
+        "`Unschedulable`).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

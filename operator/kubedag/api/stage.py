@@ -261,6 +261,17 @@ class Stage(ApiModel):
         "starts the timer when the suspended Job is unsuspended, so time spent `Queued` never "
         "uses it up.",
     )
+    unschedulable_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="How long an attempt may wait with none of its pods placed on a node while "
+        "the scheduler says `Unschedulable` (no node has the room, labels or tolerations it "
+        "needs), counted from the scheduler's first such verdict; then the attempt fails with "
+        "reason `Unschedulable` and its Job is deleted. Not retried: another attempt would "
+        "wait for the same nodes. Default: `spec.defaults.unschedulableTimeoutSeconds`, else "
+        "wait for as long as it takes (a cluster autoscaler may add a node); either way the "
+        "stage shows phase Pending, reason `Unschedulable` and the scheduler's message.",
+    )
     estimated_seconds: int | None = Field(
         default=None,
         ge=0,

@@ -39,7 +39,12 @@ _FINISHED_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.
 
 
 class StagePhase(StrEnum):
-    """Lifecycle phase of one stage within a run."""
+    """Lifecycle phase of one stage within a run.
+
+    Pending covers both "not started yet" and "started, but its pods wait to be placed" (an
+    attempt's Job exists; the checkpoint's `job` is set and its reason says what it waits
+    for, e.g. `Unschedulable`); `StageCheckpoint.in_flight` tells them apart.
+    """
 
     PENDING = "Pending"
     RUNNING = "Running"
@@ -113,7 +118,12 @@ class FanOutStatus(ApiModel):
 class StageCheckpoint(ApiModel):
     """The recorded state of one stage: enough to resume without re-running finished work."""
 
-    phase: StagePhase = Field(default=StagePhase.PENDING, description="Stage phase.")
+    phase: StagePhase = Field(
+        default=StagePhase.PENDING,
+        description="Stage phase. Pending: not started yet or, with `job` set, started and "
+        "waiting for its pod to be placed (reason `Unschedulable`: no node can take it now, "
+        "the message is the scheduler's); Running once a pod is placed.",
+    )
     attempts: int | None = Field(
         default=None, ge=0, description="Attempts started so far (1 for the first run)."
     )
@@ -142,7 +152,9 @@ class StageCheckpoint(ApiModel):
         "`ExitCode` (non-zero exit, see exitCode), `DeadlineExceeded` (timeoutSeconds), "
         "`OOMKilled`, `ImagePullFailed`, `ContainerConfigError` (e.g. a missing Secret or "
         "ConfigMap), `PodLost` (pod deleted or evicted), `JobLost`, `JobFailed`, "
-        "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`. "
+        "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`, "
+        "`Unschedulable` (unschedulableTimeoutSeconds passed, or a dry run found no node that "
+        "fits). Pending with a Job: `Unschedulable`. "
         "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
         "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
         "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
@@ -174,15 +186,17 @@ class StageCheckpoint(ApiModel):
     fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
 
     @property
-    def queued(self) -> bool:
-        """The current attempt's Job exists but waits for Kueue's admission: an attempt in
-        flight that is not running yet (Pending, unlike a stage that has no Job)."""
-        return self.phase == StagePhase.PENDING and self.reason == QUEUED and self.job is not None
+    def in_flight(self) -> bool:
+        """An attempt's Job exists and has not ended: Running, or Pending while it waits for
+        Kueue's admission (reason `Queued`) or its pods wait to be placed. Such a stage is
+        observed, counts against `maxParallelStages` and (without a Kueue queue) the
+        operator's stage budget, and is never started again."""
+        return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
 
     @property
-    def in_flight(self) -> bool:
-        """An attempt's Job exists and has not ended: running, or queued for admission."""
-        return self.phase == StagePhase.RUNNING or self.queued
+    def queued(self) -> bool:
+        """In flight, but its Job waits for Kueue's admission (suspended): no pod exists."""
+        return self.in_flight and self.phase == StagePhase.PENDING and self.reason == QUEUED
 
 
 class RunProgress(ApiModel):

@@ -108,7 +108,8 @@ def run_table(result: RunResult) -> Table:
 
 def transitions(before: RunResult | None, after: RunResult, now: datetime) -> list[str]:
     """One line per change between two views of a run: the run's phase, each stage's phase
-    or attempt. The first view reports the run and every stage that is not Pending."""
+    or attempt. The first view reports the run and every stage that is not Pending, or is
+    Pending for a reason (its pods wait for a node: Unschedulable)."""
     clock = now.strftime("%H:%M:%S")
     lines: list[str] = []
     if before is None or before.phase != after.phase:
@@ -122,7 +123,8 @@ def transitions(before: RunResult | None, after: RunResult, now: datetime) -> li
         old = before.stages.get(name) if before is not None else None
         unchanged = (old is not None and old.phase == stage.phase
                      and old.attempts == stage.attempts)
-        if unchanged or (old is None and stage.phase == StagePhase.PENDING):
+        if unchanged or (old is None and stage.phase == StagePhase.PENDING
+                         and not stage.reason):
             continue
         lines.append(f"{clock} {phase_glyph(stage.phase)} {name} {_stage_detail(stage)}")
     if after.phase.finished and lines and lines[0].startswith(f"{clock} run "):

@@ -28,6 +28,7 @@ from kubedag.api import (
 )
 from kubedag.core import reasons
 from kubedag.core.dag import build_from_pairs
+from kubedag.core.estimate import NodeCapacity, unschedulable_stages
 from kubedag.core.jobspec import JobSettings, Queueing, RunIdentity, build_claim, build_job
 from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import (
@@ -77,6 +78,8 @@ class RunFacts:
     start_failure_grace: timedelta = START_FAILURE_GRACE
     # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
     workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
+    # The nodes pods may land on now (None: unknown): a dry run reports stages that fit none.
+    nodes: Sequence[NodeCapacity] | None = None
 
 
 @dataclass
@@ -154,6 +157,14 @@ def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) 
                       settings=settings, workspace_claim=claim, queueing=queueing)
             for stage in pipeline.all_stages()
         ]
+        if facts.nodes is not None:
+            # The API server's verdict on each Job comes later (core.feedback); the nodes'
+            # is known now. A stage that fits no node would wait for one forever.
+            status.stages = {
+                unfit.stage: StageCheckpoint(phase=StagePhase.FAILED,
+                                             reason=reasons.UNSCHEDULABLE,
+                                             message=clip(f"dry run: fits no node: {unfit}"))
+                for unfit in unschedulable_stages(pipeline, facts.nodes)} or None
         return plan
 
     # One dict shared with the status, so run-level summaries always see the latest checkpoints.
@@ -247,7 +258,8 @@ def _fold_observations(p: _Pass) -> None:
                                    reason=reasons.JOB_LOST)
         else:
             result = attempt_outcome(observed, pods, now=p.now,
-                                     start_grace=p.facts.start_failure_grace)
+                                     start_grace=p.facts.start_failure_grace,
+                                     unschedulable_timeout=_unschedulable_timeout(p, stage))
         if result.recheck_at is not None:
             p.wake_at(result.recheck_at)
         if result.stop_job and (observed is None or not observed.deleting):
@@ -320,11 +332,18 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
     if result.total_indexes > 1:
         update["fan_out"] = {"succeeded": result.succeeded_indexes,
                              "failed": result.failed_indexes, "total": result.total_indexes}
-    if result.outcome is Outcome.RUNNING:
+    if result.outcome in (Outcome.RUNNING, Outcome.PENDING):
         if result.progress is not None:
             update["progress"] = round(result.progress, 3)
-        # While a pod cannot start its container, the kubelet's word; otherwise nothing.
-        update["message"] = clip(result.message)
+        # While a pod cannot start its container, the kubelet's word; while none can be
+        # placed, the scheduler's (phase Pending); otherwise nothing.
+        pending = result.outcome is Outcome.PENDING
+        update.update(message=clip(result.message), reason=result.reason if pending else None,
+                      phase=StagePhase.PENDING if pending else StagePhase.RUNNING)
+        if pending and cp.reason != result.reason:
+            # Once when the wait begins, not on every pass while it lasts.
+            p.event("Warning", reasons.UNSCHEDULABLE,
+                    f"Stage {stage.name} cannot be scheduled: {result.message}")
         if any(getattr(cp, key) != value for key, value in update.items()):
             _update(p, stage.name, cp, update)
         return
@@ -377,12 +396,6 @@ def _phase(p: _Pass, name: str) -> StagePhase:
     return cp.phase if cp else StagePhase.PENDING
 
 
-def _queued(p: _Pass, name: str) -> bool:
-    """Pending, but its Job exists already: it waits for Kueue, not to be started."""
-    cp = p.checkpoints.get(name)
-    return cp is not None and cp.queued
-
-
 def _upstream_failed(p: _Pass, name: str) -> bool:
     cp = p.checkpoints.get(name)
     if cp is None:
@@ -420,7 +433,7 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
             else:
                 p.wake_at(cp.next_retry_time)
             continue
-        if phase != StagePhase.PENDING or _queued(p, stage.name):
+        if phase != StagePhase.PENDING or _in_flight(p, stage.name):
             continue
         deps = stage.depends_on or []
         failed = [d for d in deps if _upstream_failed(p, d)]
@@ -476,10 +489,15 @@ def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:
     return any(s.critical and _phase(p, s.name) == StagePhase.FAILED for s in stages)
 
 
+def _in_flight(p: _Pass, name: str) -> bool:
+    cp = p.checkpoints.get(name)
+    return cp is not None and cp.in_flight
+
+
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
-    """Some stage has an attempt in flight (queued or running) or one to come (retrying)."""
-    return any(cp is not None and (cp.in_flight or cp.phase == StagePhase.RETRYING)
-               for cp in (p.checkpoints.get(s.name) for s in stages))
+    """Some stage has an attempt in flight (queued, placed or running) or one to come."""
+    return any(_in_flight(p, s.name) or _phase(p, s.name) == StagePhase.RETRYING
+               for s in stages)
 
 
 def _schedule(p: _Pass) -> None:
@@ -489,7 +507,7 @@ def _schedule(p: _Pass) -> None:
     if not _active(p, main) and not ready:
         # The main DAG is settled; what never ran will not run now.
         for stage in main:
-            if _phase(p, stage.name) == StagePhase.PENDING:
+            if _phase(p, stage.name) == StagePhase.PENDING and not _in_flight(p, stage.name):
                 _skip(p, stage, reasons.RUN_FAILED, "not run: a critical stage failed")
         ready = _candidates(p, final, stopping=False)
     _start(p, ready)
@@ -519,7 +537,8 @@ def _succeeded_event(p: _Pass, everything: list[Stage]) -> Event:
 
 
 def _running_count(p: _Pass) -> int:
-    """Stages whose Job exists: maxParallelStages counts those queued in Kueue too."""
+    """Stages whose Job exists: those queued in Kueue or waiting for a node hold their place
+    too."""
     return sum(1 for cp in p.checkpoints.values() if cp.in_flight)
 
 
@@ -665,6 +684,13 @@ def _reuse_finished_stages(p: _Pass) -> None:
         p.event("Normal", reasons.RESUMED_FROM,
                 f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
                 f"{short_list(reused)}")
+
+
+def _unschedulable_timeout(p: _Pass, stage: Stage) -> timedelta | None:
+    defaults = p.pipeline.defaults
+    seconds = stage.unschedulable_timeout_seconds or (
+        defaults.unschedulable_timeout_seconds if defaults else None)
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def _run_timeout(p: _Pass) -> int | None:

@@ -12,8 +12,9 @@ the CLI gather past runs and nodes from a cluster and pass them in.
   largest CPU, memory, GPU and pod totals of stages running at the same moment (each its own
   maximum); a fan-out stage counts one pod per batch, up to its parallelism.
 * Node fit: a stage whose one pod requests more than any node with its node selector's labels
-  has allocatable can never start; it is named with the largest such node. Taints are not
-  considered.
+  (and only taints its tolerations tolerate) has allocatable can never start; it is named with
+  the largest such node. The operator runs the same check for dry runs and a Pipeline's `Fits`
+  condition, from the nodes it watches (`node_capacity` summarises a node's API object).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from kubedag.api import PipelineRunStatus, PipelineSpec, Stage, StagePhase
+from kubedag.api import PipelineRunStatus, PipelineSpec, Stage, StagePhase, Toleration
 from kubedag.core.dag import Node, build, critical_path
 from kubedag.core.quantity import parse_quantity
 
@@ -31,27 +33,68 @@ CPU, MEMORY, EPHEMERAL_STORAGE = "cpu", "memory", "ephemeral-storage"
 SOURCE_HISTORY, SOURCE_ESTIMATED, SOURCE_UNKNOWN = "history", "estimatedSeconds", "unknown"
 
 
+# Taints with these effects keep pods that do not tolerate them off a node (PreferNoSchedule
+# only discourages the scheduler).
+BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A node taint that keeps pods off the node unless they tolerate it."""
+
+    key: str
+    value: str
+    effect: str
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else (
+            f"{self.key}:{self.effect}")
+
+
 @dataclass(frozen=True)
 class NodeCapacity:
-    """What a node offers pods: its labels and allocatable resources (cores, bytes, counts)."""
+    """What a node offers pods: its labels, allocatable resources (cores, bytes, counts) and
+    the taints that keep pods off it."""
 
     name: str
     labels: Mapping[str, str]
     allocatable: Mapping[str, float]
+    taints: tuple[Taint, ...] = ()
+
+
+def node_capacity(node: Mapping[str, Any]) -> NodeCapacity | None:
+    """A node as the API server serves it (camelCase JSON), boiled down to what the fit check
+    reads; None for a cordoned node (spec.unschedulable): no new pod lands there."""
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    if not meta.get("name") or spec.get("unschedulable"):
+        return None
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    taints = tuple(Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t["effect"]))
+                   for t in spec.get("taints") or [] if t.get("effect") in BLOCKING_TAINT_EFFECTS)
+    return NodeCapacity(name=str(meta["name"]), labels=dict(meta.get("labels") or {}),
+                        allocatable={k: parse_quantity(v) for k, v in allocatable.items()},
+                        taints=taints)
 
 
 @dataclass(frozen=True)
 class Unschedulable:
-    """A stage whose pod fits no node; `largest_node` is None when no node has its labels."""
+    """A stage whose pod fits no node; `largest_node` is None when no node has its labels
+    (`untolerated` then names a taint that keeps it off the nodes that have them, if any)."""
 
     stage: str
     requests: Mapping[str, float]
     node_selector: Mapping[str, str]
     largest_node: str | None
     largest_allocatable: Mapping[str, float]
+    untolerated: str | None = None
 
     def __str__(self) -> str:
         wanted = _format_resources(self.requests)
+        if self.largest_node is None and self.untolerated is not None:
+            return (f"stage {self.stage!r} (requests {wanted}): every node with the labels of "
+                    f"its nodeSelector has a taint it does not tolerate ({self.untolerated})")
+        if self.largest_node is None and not self.node_selector:
+            return f"stage {self.stage!r} (requests {wanted}): there is no schedulable node"
         if self.largest_node is None:
             return (f"stage {self.stage!r} (requests {wanted}): no node has the labels "
                     f"{dict(self.node_selector)} of its nodeSelector")
@@ -181,23 +224,49 @@ def stage_requests(stage: Stage) -> dict[str, float]:
 
 
 def unschedulable_stages(spec: PipelineSpec, nodes: Sequence[NodeCapacity]) -> list[Unschedulable]:
-    """Stages whose pod fits on no node that has the labels of its node selector."""
-    defaults = spec.defaults.node_selector if spec.defaults else None
+    """Stages whose pod fits on no node that has the labels of its node selector and only
+    taints its tolerations tolerate (the stage's merged over `spec.defaults`, as its Job)."""
+    defaults = spec.defaults
     found: list[Unschedulable] = []
     for stage in spec.all_stages():
         requests = stage_requests(stage)
-        selector = {**(defaults or {}), **(stage.node_selector or {})}
-        candidates = [n for n in nodes if all(n.labels.get(k) == v for k, v in selector.items())]
+        selector = {**((defaults.node_selector or {}) if defaults else {}),
+                    **(stage.node_selector or {})}
+        tolerations = [*((defaults.tolerations or []) if defaults else []),
+                       *(stage.tolerations or [])]
+        labelled = [n for n in nodes if all(n.labels.get(k) == v for k, v in selector.items())]
+        candidates = [n for n in labelled if _untolerated(n, tolerations) is None]
         if any(_fits(requests, node) for node in candidates):
             continue
         if not candidates:
-            found.append(Unschedulable(stage.name, requests, selector, None, {}))
+            taint = next((f"{t} on {n.name}" for n in labelled
+                          if (t := _untolerated(n, tolerations)) is not None), None)
+            found.append(Unschedulable(stage.name, requests, selector, None, {}, taint))
             continue
         largest = max(candidates, key=lambda n: tuple(n.allocatable.get(k, 0.0)
                                                        for k in (*requests, CPU, MEMORY)))
         found.append(Unschedulable(stage.name, requests, selector, largest.name,
                                    dict(largest.allocatable)))
     return found
+
+
+def _untolerated(node: NodeCapacity, tolerations: Sequence[Toleration]) -> Taint | None:
+    """The first of the node's taints that no toleration tolerates (core/v1 semantics: an
+    empty key with Exists tolerates every taint, an empty effect every effect)."""
+    for taint in node.taints:
+        if not any(_tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def _tolerates(toleration: Toleration, taint: Taint) -> bool:
+    if toleration.effect is not None and toleration.effect.value != taint.effect:
+        return False
+    if toleration.key and toleration.key != taint.key:
+        return False
+    if toleration.operator is not None and toleration.operator.value == "Exists":
+        return True
+    return bool(toleration.key) and (toleration.value or "") == taint.value
 
 
 def _fits(requests: Mapping[str, float], node: NodeCapacity) -> bool:

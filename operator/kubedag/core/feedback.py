@@ -21,15 +21,22 @@ def record_create_results(plan: Plan, results: dict[str, str | None], now: datet
     stages = dict(status.stages or {})
     rejected = {stage: message for stage, message in results.items() if message is not None}
     if plan.dry_run:
+        # decide() already failed the stages that fit no node; the API server's rejection
+        # of a Job, when there is one, is the more basic problem and replaces it.
+        unfit = {stage: cp.message for stage, cp in stages.items()
+                 if cp.reason == reasons.UNSCHEDULABLE and stage not in rejected}
         for stage, message in results.items():
+            if stage in unfit:
+                continue
             stages[stage] = StageCheckpoint(
                 phase=StagePhase.FAILED if message else StagePhase.PENDING,
                 message=clip(f"dry run: Job rejected: {message}") if message
                 else "dry run: Job accepted by the API server (nothing created)")
         status.stages = stages
         generation = status.observed_generation or 1
-        if rejected:
-            summary = "; ".join(f"{s}: {m}" for s, m in sorted(rejected.items()))
+        if rejected or unfit:
+            summary = "; ".join([*(f"{s}: {m}" for s, m in sorted(rejected.items())),
+                                 *(f"{s}: {m}" for s, m in sorted(unfit.items()))])
             finish_run(status, RunPhase.FAILED, reasons.DRY_RUN_FAILED, summary, generation, now)
             plan.events.append(Event("Warning", reasons.DRY_RUN_FAILED, summary[:1024]))
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -95,9 +95,20 @@ class PodSummary:
     waiting_reason: str | None = None
     waiting_message: str | None = None
     waiting_since: datetime | None = None
+    # The scheduler's verdict while it finds no node for the pod (its PodScheduled condition
+    # False with reason Unschedulable): the message ("0/3 nodes are available: 3 Insufficient
+    # nvidia.com/gpu ...") and since when the condition has said so.
+    unschedulable_message: str | None = None
+    unschedulable_since: datetime | None = None
+
+    @property
+    def unschedulable(self) -> bool:
+        return self.unschedulable_since is not None
 
 
 class Outcome(StrEnum):
+    # Its Job exists but no pod of it has been placed on a node (reason says why).
+    PENDING = "Pending"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -212,8 +223,13 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
         if waiting and waiting.get("reason") and waiting_reason not in START_FAILURES:
             waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
     disruption, disruption_message = status.get("reason"), status.get("message")
-    ready_to_start = None
+    ready_to_start = unschedulable_since = unschedulable_message = None
     for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled", "False", "Unschedulable"):
+            unschedulable_message = condition.get("message")
+            unschedulable_since = (_parse_time(condition.get("lastTransitionTime"))
+                                   or _parse_time(meta.get("creationTimestamp")))
         if condition.get("status") != "True":
             continue
         if condition.get("type") == "DisruptionTarget":
@@ -252,6 +268,8 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
         waiting_message=waiting_message,
         waiting_since=(ready_to_start or _parse_time(status.get("startTime"))
                        or _parse_time(meta.get("creationTimestamp"))) if waiting_reason else None,
+        unschedulable_message=unschedulable_message,
+        unschedulable_since=unschedulable_since,
     )
 
 
@@ -282,13 +300,16 @@ def parse_termination_message(text: str | None) -> tuple[dict[str, Any] | None,
 
 def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
                     now: datetime | None = None,
-                    start_grace: timedelta | None = None) -> AttemptResult:
+                    start_grace: timedelta | None = None,
+                    unschedulable_timeout: timedelta | None = None) -> AttemptResult:
     """Fold one attempt's Job and pods into a verdict, trusting pods first (they are faster).
 
     Every failure carries a reason from kubedag.core.reasons. With ``now`` and ``start_grace``,
     a pod whose container cannot start (image pull, configuration error) fails the attempt
     once it has tried for ``start_grace``; until then the attempt is Running with the
-    kubelet's message.
+    kubelet's message. An attempt none of whose pods the scheduler could place is Pending
+    (reason Unschedulable, the scheduler's message); with ``now`` and
+    ``unschedulable_timeout`` it fails once that has lasted so long.
     """
     total = job.completions if job else 1
     succeeded = {p.index if p.index is not None else 0: p for p in pods if p.phase == "Succeeded"}
@@ -351,8 +372,7 @@ def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
                              succeeded_indexes=total, total_indexes=total)
     stuck = [p for p in pods if p.waiting_reason in START_FAILURES and not p.deleting]
     if not stuck:
-        return AttemptResult(Outcome.RUNNING, progress=progress, succeeded_indexes=ok,
-                             total_indexes=total)
+        return _placement(pods, progress, ok, total, now, unschedulable_timeout)
     pod = stuck[0]
     if now is not None:
         pod = min(stuck, key=lambda p: p.waiting_since or now)
@@ -369,6 +389,34 @@ def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
                 stop_job=True, succeeded_indexes=ok, total_indexes=total)
     return AttemptResult(Outcome.RUNNING, progress=progress, message=text, recheck_at=deadline,
                          succeeded_indexes=ok, total_indexes=total)
+
+
+def _placement(pods: list[PodSummary], progress: float | None, ok: int, total: int,
+               now: datetime | None, timeout: timedelta | None) -> AttemptResult:
+    """An attempt that has not ended and whose containers are not stuck: Running once any of
+    its pods has been placed (or succeeded); Pending while the scheduler can place none."""
+    live = [p for p in pods if not p.deleting]
+    waiting = [p for p in live if p.unschedulable]
+    if not waiting:
+        return AttemptResult(Outcome.RUNNING, progress=progress, succeeded_indexes=ok,
+                             total_indexes=total)
+    first = min(waiting, key=lambda p: p.unschedulable_since or datetime.max.replace(tzinfo=UTC))
+    message = first.unschedulable_message or "no node can take the pod"
+    if ok or len(waiting) < len(live):
+        # Some pods run (a fan-out wider than the free room): progress, not a wait.
+        return AttemptResult(
+            Outcome.RUNNING, progress=progress, succeeded_indexes=ok, total_indexes=total,
+            message=f"{len(waiting)} pod(s) unschedulable: {message}")
+    deadline = None
+    if now is not None and timeout is not None and first.unschedulable_since is not None:
+        deadline = first.unschedulable_since + timeout
+        if now >= deadline:
+            return AttemptResult(
+                Outcome.FAILED, reason=reasons.UNSCHEDULABLE, stop_job=True,
+                message=f"{message} (no node for {int(timeout.total_seconds())} s: "
+                "unschedulableTimeoutSeconds)", succeeded_indexes=ok, total_indexes=total)
+    return AttemptResult(Outcome.PENDING, reason=reasons.UNSCHEDULABLE, message=message,
+                         recheck_at=deadline, succeeded_indexes=ok, total_indexes=total)
 
 
 def _why(reason: str | None, message: str | None) -> str:

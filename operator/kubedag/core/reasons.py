@@ -51,9 +51,15 @@ JOB_REJECTED: Final = "JobRejected"  # the API server refused to create the Job
 OUTPUT_TOO_LARGE: Final = "OutputTooLarge"  # outputs over the stage's share of the status
 INVALID_REFERENCE: Final = "InvalidReference"  # a $(...) or itemsFrom that does not resolve
 WHEN_EVALUATION_FAILED: Final = "WhenEvaluationFailed"  # the `when` expression raised an error
-# Failures of this kind are not retried: the same spec fails the same way.
+# The scheduler finds no node for the stage's pod (the pod's PodScheduled condition's reason):
+# the reason of a Pending stage waiting for a node, of one that waited longer than its
+# unschedulableTimeoutSeconds (Failed), and of its Warning Event.
+UNSCHEDULABLE: Final = "Unschedulable"
+# Failures of this kind are not retried: the same spec fails the same way (an Unschedulable
+# attempt would wait for the same nodes again: its timeout is the time to wait).
 NOT_RETRIED: Final = frozenset({IMAGE_PULL_FAILED, CONTAINER_CONFIG_ERROR, JOB_REJECTED,
-                                OUTPUT_TOO_LARGE, INVALID_REFERENCE, WHEN_EVALUATION_FAILED})
+                                OUTPUT_TOO_LARGE, INVALID_REFERENCE, WHEN_EVALUATION_FAILED,
+                                UNSCHEDULABLE})
 
 # Why a stage ended without finishing by itself: the run ended first. Stages that never
 # started are Skipped, stages that were running are Cancelled, with the same reason.
@@ -63,3 +69,12 @@ RUN_TIMED_OUT: Final = "RunTimedOut"  # the run's timeoutSeconds passed
 
 # Condition types besides Succeeded
 CONDITION_DEGRADED: Final = "Degraded"
+# A run's: False while a started stage's pods wait for a node (reason StagesUnschedulable),
+# True again (StagesScheduled) once they are placed; absent while that never happened.
+CONDITION_SCHEDULABLE: Final = "Schedulable"
+STAGES_UNSCHEDULABLE: Final = "StagesUnschedulable"
+STAGES_SCHEDULED: Final = "StagesScheduled"
+# A Pipeline's: does every stage's pod fit some node now (requests, nodeSelector, taints)?
+CONDITION_FITS: Final = "Fits"
+NO_NODE_FITS: Final = "NoNodeFits"
+STAGES_FIT: Final = "StagesFit"

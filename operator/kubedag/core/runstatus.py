@@ -15,6 +15,7 @@ from kubedag.api import (
     RunProgress,
     StageCheckpoint,
     StagePhase,
+    find_condition,
     set_condition,
 )
 from kubedag.core import reasons
@@ -66,6 +67,7 @@ def refresh_run_status(
     assert pipeline is not None
     stages = status.stages or {}
     status.progress = _progress(pipeline, stages)
+    _schedulable(status, stages, generation, now)
     if suspended:
         status.phase = RunPhase.PAUSED
         _set(status, CONDITION_SUCCEEDED, ConditionStatus.UNKNOWN, reasons.PAUSED,
@@ -100,6 +102,25 @@ def _progress(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint]) -> Run
     total = len(pipeline.all_stages())
     completed = sum(1 for cp in stages.values() if cp.phase.finished)
     return RunProgress.of(min(completed, total), total)
+
+
+def _schedulable(status: PipelineRunStatus, stages: dict[str, StageCheckpoint],
+                 generation: int, now: datetime) -> None:
+    """`Schedulable` False while started stages wait for a node, naming them with the
+    scheduler's word; True again once they are placed. Never added to a run that had no such
+    wait: a condition on every run would be one more field on every status for nothing."""
+    waiting = [(name, cp.message) for name, cp in stages.items()
+               if cp.phase == StagePhase.PENDING and cp.reason == reasons.UNSCHEDULABLE]
+    if waiting:
+        shown = "; ".join(f"{name}: {message}" for name, message in waiting[:10])
+        more = f"; and {len(waiting) - 10} more" if len(waiting) > 10 else ""
+        _set(status, reasons.CONDITION_SCHEDULABLE, ConditionStatus.FALSE,
+             reasons.STAGES_UNSCHEDULABLE,
+             f"{len(waiting)} stage(s) wait for a node: {shown}{more}", generation, now)
+    elif find_condition(status.conditions, reasons.CONDITION_SCHEDULABLE) is not None:
+        _set(status, reasons.CONDITION_SCHEDULABLE, ConditionStatus.TRUE,
+             reasons.STAGES_SCHEDULED, "Every started stage's pods have been placed on nodes",
+             generation, now)
 
 
 def _degraded(status: PipelineRunStatus, pipeline: PipelineSpec | None, generation: int,

@@ -14,8 +14,7 @@ from kubedag.client import Client
 from kubedag.client.errors import api_errors, api_message
 from kubedag.client.objects import PLURAL_PIPELINES, REQUEST_TIMEOUT_SECONDS
 from kubedag.core.dag import FieldError
-from kubedag.core.estimate import NodeCapacity, median_durations, stage_seconds
-from kubedag.core.quantity import parse_quantity
+from kubedag.core.estimate import NodeCapacity, median_durations, node_capacity, stage_seconds
 
 
 def stage_durations(client: Client, pipeline: str) -> dict[str, float]:
@@ -28,19 +27,13 @@ def stage_durations(client: Client, pipeline: str) -> dict[str, float]:
 
 
 def node_capacities(client: Client) -> list[NodeCapacity]:
-    """Every schedulable node's labels and allocatable resources."""
+    """Every schedulable node's labels, allocatable resources and taints, summarised as the
+    operator summarises the nodes it watches (`kubedag.core.estimate.node_capacity`)."""
     with api_errors("listing nodes"):
         nodes = client.core.list_node(_request_timeout=REQUEST_TIMEOUT_SECONDS).items
-    capacities = []
-    for node in nodes:
-        if node.metadata is None or node.metadata.name is None or (
-                node.spec is not None and node.spec.unschedulable):
-            continue
-        allocatable = (node.status.allocatable if node.status else None) or {}
-        capacities.append(NodeCapacity(
-            name=node.metadata.name, labels=dict(node.metadata.labels or {}),
-            allocatable={k: parse_quantity(v) for k, v in allocatable.items()}))
-    return capacities
+    serialise = client.core.api_client.sanitize_for_serialization
+    summaries = (node_capacity(serialise(node)) for node in nodes)
+    return [summary for summary in summaries if summary is not None]
 
 
 def server_errors(client: Client, document: Mapping[str, Any]) -> list[FieldError]:

@@ -21,6 +21,7 @@ from kopf._cogs.structs.references import Insights
 from kopf._core.reactor import observation
 
 from kubedag import contract
+from kubedag.core.estimate import NodeCapacity, node_capacity
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import (
     LABEL_RUN_UID,
@@ -44,6 +45,10 @@ OURS = {LABEL_RUN_UID: kopf.PRESENT}
 # A run's next pass waits this many times its last pass's compute time: negligible for small
 # runs (milliseconds), a third of a core at most for a 1,000-stage one.
 PASS_PACING = 2.0
+# The one key of the nodes index: every schedulable node's summary, for fit checks.
+ALL_NODES = "nodes"
+# Nodes joining or changing within this many seconds re-check the Pipelines' Fits once.
+FITS_REFRESH_DELAY = 5.0
 
 
 class _State:
@@ -57,6 +62,10 @@ class _State:
     workers: list[asyncio.Task[None]]
     # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
     insights: Insights | None = None
+    # The nodes (by name) the Pipelines' Fits conditions were last computed against, and the
+    # pending re-check after they changed.
+    fitted_nodes: dict[str, NodeCapacity] | None = None
+    fits_refresh: asyncio.Task[None] | None = None
 
 
 state = _State()
@@ -145,9 +154,17 @@ def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, An
     return {labels[LABEL_RUN_UID]: summarize_pod(dict(body))}
 
 
+@kopf.index("", "v1", "nodes")
+def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
+    """What each schedulable node offers (a few hundred bytes a node); a cordoned node, none."""
+    summary = node_capacity(dict(body))
+    return {} if summary is None else {ALL_NODES: summary}
+
+
 def _bind(kwargs: dict[str, Any]) -> None:
     state.indexes.jobs = kwargs["kubedag_jobs"]
     state.indexes.pods = kwargs["kubedag_pods"]
+    state.indexes.nodes = kwargs["kubedag_nodes"]
     # Only there when watch_workloads() registered them.
     state.indexes.workloads = kwargs.get("kubedag_workloads", {})
     state.indexes.job_runs = kwargs.get("kubedag_job_runs", {})
@@ -279,17 +296,50 @@ async def pipeline_event(namespace: str | None, name: str, body: kopf.Body, type
     """A Pipeline appeared or changed: report whether it is valid; waiting runs can start."""
     _bind(kwargs)
     if type != "DELETED" and namespace is not None:
-        old = dict(body.get("status") or {})
-        new = pipeline_status(dict(body.get("spec") or {}), int(body.meta.get("generation", 1)),
-                              old, datetime.now(UTC))
-        patch = merge_patch(old, new)
-        if patch:
-            await state.reconciler.kube.patch_pipeline_status(namespace, name, patch)
+        await _write_pipeline_status(namespace, name, dict(body), state.indexes.node_list())
     for key, run in list(state.runs.bodies.items()):
         ref = (run.get("spec") or {}).get("pipelineRef") or {}
         started = (run.get("status") or {}).get("pipelineSpec")
         if key[0] == namespace and ref.get("name") == name and not started:
             state.queue.add(key)
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(body: kopf.Body, name: str, type: str | None, **kwargs: Any) -> None:
+    """A node changed what it offers (joined, left, cordoned, relabelled, resized): check
+    every Pipeline's fit again, once for a burst of such changes. A status heartbeat leaves
+    the node's summary as it was and costs one comparison."""
+    _bind(kwargs)
+    summary = None if type == "DELETED" else node_capacity(dict(body))
+    if state.fitted_nodes is not None and state.fitted_nodes.get(name) == summary:
+        return
+    if state.fits_refresh is None or state.fits_refresh.done():
+        state.fits_refresh = asyncio.create_task(_refresh_fits())
+
+
+async def _refresh_fits() -> None:
+    await asyncio.sleep(FITS_REFRESH_DELAY)
+    nodes = state.indexes.node_list()
+    try:
+        for body in await state.reconciler.kube.list_pipelines(state.settings.namespaces):
+            meta = body.get("metadata") or {}
+            await _write_pipeline_status(str(meta.get("namespace")), str(meta.get("name")),
+                                         body, nodes)
+    except Exception:  # the next node change tries again; a Pipeline event also refreshes
+        log.exception("re-checking the Pipelines' fit on the nodes failed")
+        return
+    state.fitted_nodes = {node.name: node for node in nodes}
+
+
+async def _write_pipeline_status(namespace: str, name: str, body: dict[str, Any],
+                                 nodes: list[NodeCapacity]) -> None:
+    old = dict(body.get("status") or {})
+    new = pipeline_status(dict(body.get("spec") or {}),
+                          int((body.get("metadata") or {}).get("generation", 1)), old,
+                          datetime.now(UTC), nodes)
+    patch = merge_patch(old, new)
+    if patch:
+        await state.reconciler.kube.patch_pipeline_status(namespace, name, patch)
 
 
 def _wake(run_uid: str) -> None:

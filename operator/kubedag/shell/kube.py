@@ -150,6 +150,17 @@ class Kube:
             raise
         return cast(dict[str, Any], (body or {}).get("spec"))
 
+    async def list_pipelines(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every Pipeline (in ``namespaces``; empty: the whole cluster), as stored."""
+        base = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}"
+        paths = ([f"{base}/namespaces/{n}/{PLURAL_PIPELINES}" for n in namespaces]
+                 or [f"{base}/{PLURAL_PIPELINES}"])
+        items: list[dict[str, Any]] = []
+        for path in paths:
+            body = await asyncio.to_thread(self._call, "GET", path)
+            items += (body or {}).get("items") or []
+        return items
+
     async def patch_pipeline_status(self, namespace: str, name: str,
                                     status: dict[str, Any]) -> None:
         self._wrote("patch", "pipelines/status")

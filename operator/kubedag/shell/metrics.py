@@ -244,10 +244,9 @@ class Metrics:
             # Kueue admitted an attempt: queueSeconds grew by its wait (0 if within a second).
             waited = int(new["queueSeconds"]) - int(old.get("queueSeconds") or 0)
             self.stage_queue.labels(*labels).observe(max(waited, 0))
-        # An attempt is in flight while its Job exists: running, or queued in Kueue (Pending
-        # with reason Queued). A running stage that Kueue evicts is queued again, not ended.
-        attempt_ended = _in_flight(old) and (
-            not _in_flight(new) or new_attempts > old_attempts)
+        # Running, and Pending while queued in Kueue or waiting for a node, are one attempt,
+        # whichever way it goes (a stage Kueue evicts is queued again, not ended).
+        attempt_ended = _in_flight(old) and (not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             for key, histogram in self._usage_histograms:
@@ -256,8 +255,8 @@ class Metrics:
         attempt_failed = attempt_ended and new_phase not in ("Succeeded", "Cancelled")
         # Retrying -> Failed (a critical failure stops the retry) was counted when the attempt
         # ended.
-        failed_outright = new_phase == "Failed" and old_phase not in ("Running", "Retrying",
-                                                                      "Failed")
+        failed_outright = new_phase == "Failed" and not _in_flight(old) and old_phase not in (
+            "Retrying", "Failed")
         if attempt_failed or failed_outright:
             self.stage_failures.labels(*labels, failure_reason(new)).inc()
         if new_phase in _FINISHED_STAGE and old_phase not in _FINISHED_STAGE:
@@ -272,16 +271,19 @@ def _uses_kueue(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return bool((body.get("spec") or {}).get("queueName") or defaults.get("queueName"))
 
 
-def _queued(checkpoint: Mapping[str, Any]) -> bool:
-    """StageCheckpoint.queued, read from the stored JSON: metrics must never fail on a status
-    written by another version of the operator, which parsing it could."""
-    return (checkpoint.get("phase", "Pending") == "Pending"
-            and checkpoint.get("reason") == reasons.QUEUED and bool(checkpoint.get("job")))
-
-
 def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
-    """StageCheckpoint.in_flight, read from the stored JSON."""
-    return checkpoint.get("phase") == "Running" or _queued(checkpoint)
+    """As StageCheckpoint.in_flight, on the stored JSON (metrics must never fail on a status
+    another operator version wrote, which parsing it could): an attempt is under way
+    (Running, or Pending with its Job created: queued in Kueue, or its pods wait for a
+    node)."""
+    phase = checkpoint.get("phase", "Pending")
+    return phase == "Running" or (phase == "Pending" and bool(checkpoint.get("job")))
+
+
+def _queued(checkpoint: Mapping[str, Any]) -> bool:
+    """As StageCheckpoint.queued, on the stored JSON: its Job waits for Kueue's admission."""
+    return (_in_flight(checkpoint) and checkpoint.get("phase", "Pending") == "Pending"
+            and checkpoint.get("reason") == reasons.QUEUED)
 
 
 def _time(value: Any) -> datetime | None:
@@ -313,6 +315,7 @@ class RunState:
     running: int = 0
     pending: int = 0
     queued: int = 0
+    unschedulable: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -339,6 +342,8 @@ def run_state(body: Mapping[str, Any]) -> RunState:
             state.queued += 1
         elif phase in ("Pending", "Retrying"):
             state.pending += 1
+            if phase == "Pending" and cp.get("reason") == reasons.UNSCHEDULABLE:
+                state.unschedulable += 1
         elif phase == "Running":
             state.running += 1
             pods = _active_pods(stage, cp)
@@ -385,12 +390,17 @@ class RunStateCollector(Collector):
                                     labels=["namespace", "pipeline"])
         pending = GaugeMetricFamily(
             "kubedag_stages_pending",
-            "Stages of active runs that have not started yet or wait for a retry (stages "
-            "queued in Kueue are kubedag_stages_queued).",
+            "Stages of active runs that have not started yet, wait for a retry or wait for "
+            "their pods to be placed (stages queued in Kueue are kubedag_stages_queued).",
             labels=["namespace", "pipeline"])
         queued = GaugeMetricFamily(
             "kubedag_stages_queued",
             "Stages of active runs whose Job waits for Kueue to admit it.",
+            labels=["namespace", "pipeline"])
+        unschedulable = GaugeMetricFamily(
+            "kubedag_stages_unschedulable",
+            "Stages of active runs whose pods the scheduler cannot place on any node now "
+            "(phase Pending, reason Unschedulable; part of kubedag_stages_pending).",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -407,23 +417,24 @@ class RunStateCollector(Collector):
         for state in self._states(seen):
             key = (state.namespace, state.pipeline)
             phases[(*key, state.phase)] += 1
-            sums = totals.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
+            sums = totals.setdefault(key, [0, 0, 0, 0, 0.0, 0.0, 0.0])
             if state.phase in _FINISHED_RUN:
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
-            for i, value in enumerate((state.running, state.pending, state.queued, state.cpu,
-                                       state.memory, state.gpus)):
+            for i, value in enumerate((state.running, state.pending, state.queued,
+                                       state.unschedulable, state.cpu, state.memory,
+                                       state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, queued, cpu, memory, gpus), sums,
-                                     strict=True):
+            for family, value in zip((running, pending, queued, unschedulable, cpu, memory,
+                                      gpus), sums, strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, queued, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, queued, unschedulable, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):

@@ -17,10 +17,10 @@ from kubedag.api import (
     PipelineRunStatus,
     PipelineSpec,
     StageCheckpoint,
-    StagePhase,
     to_k8s,
 )
 from kubedag.core.decide import RunFacts, decide
+from kubedag.core.estimate import NodeCapacity
 from kubedag.core.feedback import (
     decide_invalid_spec,
     record_claim_rejected,
@@ -41,9 +41,9 @@ log = logging.getLogger("kubedag.reconciler")
 
 
 class Indexes:
-    """Live views of kopf's indexes (jobs and pods by run UID). Pipelines are not indexed: a
-    run reads its Pipeline from the API server once, when it starts (see
-    `Reconciler._referenced_pipeline`)."""
+    """Live views of kopf's indexes (jobs and pods by run UID; schedulable nodes' summaries
+    under one key). Pipelines are not indexed: a run reads its Pipeline from the API server
+    once, when it starts (see `Reconciler._referenced_pipeline`)."""
 
     def __init__(self) -> None:
         self.jobs: Mapping[str, Any] = {}
@@ -52,6 +52,12 @@ class Indexes:
         # both by (namespace, Job name).
         self.workloads: Mapping[Any, Any] = {}
         self.job_runs: Mapping[Any, Any] = {}
+        self.nodes: Mapping[str, Any] = {}
+
+    def node_list(self) -> list[NodeCapacity]:
+        """The schedulable nodes, by name (a stable order, so two lists compare equal)."""
+        return sorted((node for store in self.nodes.values() for node in store),
+                      key=lambda node: node.name)
 
 
 class Reconciler:
@@ -117,7 +123,7 @@ class Reconciler:
 
     def _settle_budget(self, key: RunKey, body: dict[str, Any], plan: Plan | None) -> None:
         running = 0 if plan is None or not plan.uses_stage_budget else sum(
-            1 for cp in (plan.status.stages or {}).values() if cp.phase == StagePhase.RUNNING)
+            1 for cp in (plan.status.stages or {}).values() if cp.in_flight)
         priority, created = _place_in_line(body)
         for waiting in self.budget.settle(key, priority, created, running,
                                           plan.waiting_for_room if plan else 0):
@@ -189,6 +195,7 @@ class Reconciler:
                                         *_place_in_line(body)),
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
             workloads=workloads,
+            nodes=self.indexes.node_list() if spec.dry_run else None,
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,

@@ -182,3 +182,15 @@ def test_notebook_bars_count_finished_stages_and_fan_out_items() -> None:
     assert (bars["train"].n, bars["train"].total) == (3, 4)
     assert (bars["notify"].n, bars["notify"].total) == (0, 1)
     display.close()
+
+
+def test_a_stage_waiting_for_a_node_says_so_in_the_first_view_and_in_the_tree() -> None:
+    waiting = StageCheckpoint(phase=StagePhase.PENDING, attempts=1, start_time=at(1),
+                              job="docs-prep-1", reason="Unschedulable",
+                              message="0/3 nodes are available: 3 Insufficient nvidia.com/gpu")
+    result = view(prep=waiting)
+    lines = transitions(None, result, at(20))
+    assert any("○ prep Pending: Unschedulable: 0/3 nodes are available" in line
+               for line in lines), lines
+    row = next(row for row in tree_rows(result) if "prep" in row.label)
+    assert row.cells()[-1].startswith("Unschedulable: 0/3 nodes are available")

@@ -223,13 +223,21 @@ def test_the_operator_registry_has_process_metrics() -> None:
     ("Retrying", "Failed", 0),  # not retried after all: that attempt was counted already
     ("Running", "Cancelled", 0),  # stopped by the run's end: not a failure of the stage
     ("Pending", "Failed", 1),  # failed without an attempt (InvalidReference...)
+    # Waiting for a node and placed again: one attempt, no failure until it ends.
+    ("Running", "Pending+job", 0),
+    ("Pending+job", "Running", 0),
+    ("Pending+job", "Failed", 1),  # unschedulableTimeoutSeconds
 ])
 def test_each_failure_is_counted_once(metrics: Metrics, old_phase: str, new_phase: str,
                                       counted: int) -> None:
+    def checkpoint(phase: str) -> dict[str, Any]:
+        waiting = {"job": "r-a-1", "reason": "Unschedulable"} if phase.endswith("+job") else {}
+        return {"phase": phase.removesuffix("+job"), "attempts": 1, **waiting}
+
     old = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-           "stages": {"a": {"phase": old_phase, "attempts": 1}}}
+           "stages": {"a": checkpoint(old_phase)}}
     new = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-           "stages": {"a": {"phase": new_phase, "attempts": 1, "reason": "ExitCode"}}}
+           "stages": {"a": {**checkpoint(new_phase), "reason": "ExitCode"}}}
     metrics.record_transitions(run(old), new)
     assert (value(metrics.registry, "kubedag_stage_failures_total", reason="ExitCode")
             or 0) == counted
@@ -265,3 +273,16 @@ def test_gpu_usage_is_observed_when_measured_and_never_as_zero(metrics: Metrics)
     assert value(r, "kubedag_stage_gpu_utilization_ratio_bucket", **labels, le="0.9") == 1
     assert value(r, "kubedag_stage_gpu_memory_peak_bytes_count", stage="cpu-only") is None
     assert value(r, "kubedag_stage_cpu_seconds_count", stage="cpu-only") == 1
+
+
+def test_the_unschedulable_gauge_counts_stages_waiting_for_a_node() -> None:
+    body = run({"phase": "Running", "pipelineSpec": {"stages": [{"name": "a"}, {"name": "b"},
+                                                               {"name": "c"}]},
+                "stages": {"a": {"phase": "Pending", "reason": "Unschedulable", "job": "r-a-1"},
+                           "b": {"phase": "Running", "job": "r-b-1"}}})
+    registry = CollectorRegistry()
+    registry.register(RunStateCollector(lambda: [body]))
+    key = {"namespace": NS, "pipeline": PIPE}
+    assert value(registry, "kubedag_stages_unschedulable", **key) == 1
+    assert value(registry, "kubedag_stages_pending", **key) == 2
+    assert value(registry, "kubedag_stages_running", **key) == 1
