@@ -160,13 +160,6 @@ def overview() -> dict[str, Any]:
                     "Failed stage attempts per second, by reason (ExitCode, Timeout, ...).",
                     _query(f"sum by (reason) (rate(kubedag_stage_failures_total{{{sel}}}"
                            f"[{RATE}]))", "{{reason}}")),
-            _series("Stage queue time (p50, p95)", "s",
-                    "How long stage Jobs waited for Kueue to admit them (runs with a "
-                    "queueName), by pipeline; run time is apart (Stage duration).",
-                    _query(_quantile(0.5, "kubedag_stage_queue_seconds", "pipeline", sel),
-                           "p50 {{pipeline}}"),
-                    _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
-                           "p95 {{pipeline}}")),
             _series("Stages waiting for a node", "short",
                     "Stages whose pods the scheduler cannot place on any node now (phase "
                     "Pending, reason Unschedulable), by pipeline: too large for every node, "
@@ -174,6 +167,13 @@ def overview() -> dict[str, Any]:
                     "message.",
                     _query(f"sum by (pipeline) (kubedag_stages_unschedulable{{{sel}}})",
                            "{{pipeline}}")),
+            _series("Stage queue time (p50, p95)", "s",
+                    "How long stage Jobs waited for Kueue to admit them (runs with a "
+                    "queueName), by pipeline; run time is apart (Stage duration).",
+                    _query(_quantile(0.5, "kubedag_stage_queue_seconds", "pipeline", sel),
+                           "p50 {{pipeline}}"),
+                    _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
+                           "p95 {{pipeline}}")),
         ]),
         ("Resources requested by running stages", [
             _series("CPU", "short", "CPU cores requested by the pods of running stages.",

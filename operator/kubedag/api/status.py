@@ -188,17 +188,17 @@ class StageCheckpoint(ApiModel):
     fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
 
     @property
-    def in_flight(self) -> bool:
-        """An attempt's Job exists and has not ended: Running, or Pending while it waits for
-        Kueue's admission (reason `Queued`) or its pods wait to be placed. Such a stage is
-        observed, counts against `maxParallelStages` and (without a Kueue queue) the
-        operator's stage budget, and is never started again."""
-        return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
+    def queued(self) -> bool:
+        """The current attempt's Job exists but waits for Kueue's admission: an attempt in
+        flight that is not running yet (Pending, unlike a stage that has no Job)."""
+        return self.phase == StagePhase.PENDING and self.reason == QUEUED and self.job is not None
 
     @property
-    def queued(self) -> bool:
-        """In flight, but its Job waits for Kueue's admission (suspended): no pod exists."""
-        return self.in_flight and self.phase == StagePhase.PENDING and self.reason == QUEUED
+    def in_flight(self) -> bool:
+        """An attempt's Job exists and has not ended: Running, or Pending while Kueue has not
+        admitted it or its pods wait to be placed. Such a stage is observed, counts against
+        `maxParallelStages`, and is never started again."""
+        return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
 
 
 class RunProgress(ApiModel):

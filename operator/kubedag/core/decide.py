@@ -76,10 +76,10 @@ class RunFacts:
     # Stages this run may start under the operator-wide budget (None: no budget).
     stage_room: int | None = None
     start_failure_grace: timedelta = START_FAILURE_GRACE
-    # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
-    workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
     # The nodes pods may land on now (None: unknown): a dry run reports stages that fit none.
     nodes: Sequence[NodeCapacity] | None = None
+    # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
+    workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -495,7 +495,8 @@ def _in_flight(p: _Pass, name: str) -> bool:
 
 
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
-    """Some stage has an attempt in flight (queued, placed or running) or one to come."""
+    """Some stage has an attempt in flight (queued, waiting for a node, running) or one to
+    come (retrying)."""
     return any(_in_flight(p, s.name) or _phase(p, s.name) == StagePhase.RETRYING
                for s in stages)
 

@@ -60,12 +60,12 @@ class _State:
     queue: WorkQueue
     reconciler: Reconciler
     workers: list[asyncio.Task[None]]
-    # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
-    insights: Insights | None = None
     # The nodes (by name) the Pipelines' Fits conditions were last computed against, and the
     # pending re-check after they changed.
     fitted_nodes: dict[str, NodeCapacity] | None = None
     fits_refresh: asyncio.Task[None] | None = None
+    # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
+    insights: Insights | None = None
 
 
 state = _State()

@@ -244,9 +244,10 @@ class Metrics:
             # Kueue admitted an attempt: queueSeconds grew by its wait (0 if within a second).
             waited = int(new["queueSeconds"]) - int(old.get("queueSeconds") or 0)
             self.stage_queue.labels(*labels).observe(max(waited, 0))
-        # Running, and Pending while queued in Kueue or waiting for a node, are one attempt,
-        # whichever way it goes (a stage Kueue evicts is queued again, not ended).
-        attempt_ended = _in_flight(old) and (not _in_flight(new) or new_attempts > old_attempts)
+        # An attempt is in flight while its Job exists: running, or queued in Kueue (Pending
+        # with reason Queued). A running stage that Kueue evicts is queued again, not ended.
+        attempt_ended = _in_flight(old) and (
+            not _in_flight(new) or new_attempts > old_attempts)
         if attempt_ended:
             usage = new.get("usage") or {}
             for key, histogram in self._usage_histograms:
@@ -271,19 +272,18 @@ def _uses_kueue(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return bool((body.get("spec") or {}).get("queueName") or defaults.get("queueName"))
 
 
+def _queued(checkpoint: Mapping[str, Any]) -> bool:
+    """StageCheckpoint.queued, read from the stored JSON: metrics must never fail on a status
+    written by another version of the operator, which parsing it could."""
+    return (checkpoint.get("phase", "Pending") == "Pending"
+            and checkpoint.get("reason") == reasons.QUEUED and bool(checkpoint.get("job")))
+
+
 def _in_flight(checkpoint: Mapping[str, Any]) -> bool:
-    """As StageCheckpoint.in_flight, on the stored JSON (metrics must never fail on a status
-    another operator version wrote, which parsing it could): an attempt is under way
-    (Running, or Pending with its Job created: queued in Kueue, or its pods wait for a
-    node)."""
+    """StageCheckpoint.in_flight, read from the stored JSON: an attempt is under way (Running,
+    or Pending with its Job created: queued in Kueue or waiting for a node)."""
     phase = checkpoint.get("phase", "Pending")
     return phase == "Running" or (phase == "Pending" and bool(checkpoint.get("job")))
-
-
-def _queued(checkpoint: Mapping[str, Any]) -> bool:
-    """As StageCheckpoint.queued, on the stored JSON: its Job waits for Kueue's admission."""
-    return (_in_flight(checkpoint) and checkpoint.get("phase", "Pending") == "Pending"
-            and checkpoint.get("reason") == reasons.QUEUED)
 
 
 def _time(value: Any) -> datetime | None:
@@ -314,8 +314,8 @@ class RunState:
     progress: float | None = None  # 0..1, for active runs only
     running: int = 0
     pending: int = 0
-    queued: int = 0
     unschedulable: int = 0
+    queued: int = 0
     cpu: float = 0.0
     memory: float = 0.0
     gpus: float = 0.0
@@ -393,14 +393,14 @@ class RunStateCollector(Collector):
             "Stages of active runs that have not started yet, wait for a retry or wait for "
             "their pods to be placed (stages queued in Kueue are kubedag_stages_queued).",
             labels=["namespace", "pipeline"])
-        queued = GaugeMetricFamily(
-            "kubedag_stages_queued",
-            "Stages of active runs whose Job waits for Kueue to admit it.",
-            labels=["namespace", "pipeline"])
         unschedulable = GaugeMetricFamily(
             "kubedag_stages_unschedulable",
             "Stages of active runs whose pods the scheduler cannot place on any node now "
             "(phase Pending, reason Unschedulable; part of kubedag_stages_pending).",
+            labels=["namespace", "pipeline"])
+        queued = GaugeMetricFamily(
+            "kubedag_stages_queued",
+            "Stages of active runs whose Job waits for Kueue to admit it.",
             labels=["namespace", "pipeline"])
         cpu = GaugeMetricFamily("kubedag_running_stages_cpu_request_cores",
                                 "CPU cores requested by the pods of running stages.",
@@ -422,19 +422,18 @@ class RunStateCollector(Collector):
                 continue
             if state.progress is not None:
                 progress.add_metric([*key, state.name], state.progress)
-            for i, value in enumerate((state.running, state.pending, state.queued,
-                                       state.unschedulable, state.cpu, state.memory,
-                                       state.gpus)):
+            for i, value in enumerate((state.running, state.pending, state.unschedulable,
+                                       state.queued, state.cpu, state.memory, state.gpus)):
                 sums[i] += value
         for uid in set(self._cache) - seen:
             del self._cache[uid]
         for key, sums in sorted(totals.items()):
             for phase in RUN_PHASES:  # every phase, zeros too: absent series hide in PromQL
                 runs.add_metric([*key, phase], phases[(*key, phase)])
-            for family, value in zip((running, pending, queued, unschedulable, cpu, memory,
+            for family, value in zip((running, pending, unschedulable, queued, cpu, memory,
                                       gpus), sums, strict=True):
                 family.add_metric(list(key), value)
-        yield from (runs, progress, running, pending, queued, unschedulable, cpu, memory, gpus)
+        yield from (runs, progress, running, pending, unschedulable, queued, cpu, memory, gpus)
 
     def _states(self, seen: set[str]) -> Iterator[RunState]:
         for body in list(self.source()):

@@ -194,8 +194,8 @@ class Reconciler:
             stage_room=self.budget.room((meta["namespace"], meta["name"]),
                                         *_place_in_line(body)),
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
-            workloads=workloads,
             nodes=self.indexes.node_list() if spec.dry_run else None,
+            workloads=workloads,
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
