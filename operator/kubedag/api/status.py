@@ -41,9 +41,10 @@ _FINISHED_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.
 class StagePhase(StrEnum):
     """Lifecycle phase of one stage within a run.
 
-    Pending covers both "not started yet" and "started, but its pods wait to be placed" (an
-    attempt's Job exists; the checkpoint's `job` is set and its reason says what it waits
-    for, e.g. `Unschedulable`); `StageCheckpoint.in_flight` tells them apart.
+    Pending covers both "not started yet" and "started, but waiting" (an attempt's Job
+    exists; the checkpoint's `job` is set and its reason says what it waits for: `Queued`
+    for Kueue's admission, `Unschedulable` for a node); `StageCheckpoint.in_flight` tells
+    them apart.
     """
 
     PENDING = "Pending"
@@ -121,8 +122,9 @@ class StageCheckpoint(ApiModel):
     phase: StagePhase = Field(
         default=StagePhase.PENDING,
         description="Stage phase. Pending: not started yet or, with `job` set, started and "
-        "waiting for its pod to be placed (reason `Unschedulable`: no node can take it now, "
-        "the message is the scheduler's); Running once a pod is placed.",
+        "waiting: for Kueue to admit its Job (reason `Queued`, the message is Kueue's) or for "
+        "its pod to be placed (reason `Unschedulable`: no node can take it now, the message "
+        "is the scheduler's); Running once admitted and a pod is placed.",
     )
     attempts: int | None = Field(
         default=None, ge=0, description="Attempts started so far (1 for the first run)."
@@ -154,12 +156,12 @@ class StageCheckpoint(ApiModel):
         "ConfigMap), `PodLost` (pod deleted or evicted), `JobLost`, `JobFailed`, "
         "`JobRejected`, `OutputTooLarge`, `InvalidReference`, `WhenEvaluationFailed`, "
         "`Unschedulable` (unschedulableTimeoutSeconds passed, or a dry run found no node that "
-        "fits). Pending with a Job: `Unschedulable`. "
+        "fits). Pending with a Job: `Queued` (its Job waits for Kueue to admit it, see "
+        "spec.queueName) or `Unschedulable`. "
         "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
         "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
         "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
-        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom. Pending: "
-        "`Queued`, the stage's Job waits for Kueue to admit it (see spec.queueName).",
+        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom.",
     )
     message: str | None = Field(
         default=None,
