@@ -249,7 +249,7 @@ def _environment(
     run: RunIdentity, stage: Stage, attempt: int, params: Mapping[str, Any],
     outputs: Mapping[str, Mapping[str, Any] | None], settings: JobSettings,
 ) -> list[dict[str, Any]]:
-    upstream = {name: outputs.get(name) or {} for name in stage.depends_on or []}
+    upstream = upstream_outputs(stage, outputs)
     env: list[dict[str, Any]] = [
         {"name": contract.ENV_NAMESPACE,
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -275,6 +275,25 @@ def _environment(
         env.append({"name": contract.ENV_FANOUT_ITEMS,
                     "value": json.dumps(items, separators=(",", ":"))})
         env.append({"name": contract.ENV_FANOUT_BATCH_SIZE, "value": str(stage.fan_out.batch_size)})
+    env.extend(stage_env(stage, params, outputs))
+    return env
+
+
+def upstream_outputs(
+    stage: Stage, outputs: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, Mapping[str, Any]]:
+    """The outputs a stage is given as its inputs: those of its dependsOn stages, {} for one
+    that reported none (or was skipped)."""
+    return {name: outputs.get(name) or {} for name in stage.depends_on or []}
+
+
+def stage_env(
+    stage: Stage, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """The stage's own env entries as the container gets them: values substituted, a
+    ``valueFrom`` kept as its reference (the kubelet resolves it, so kubedag never sees a
+    secret's value)."""
+    env: list[dict[str, Any]] = []
     for var in stage.env or []:
         if var.value_from is not None:
             env.append({"name": var.name, "valueFrom": var.value_from.model_dump(

@@ -10,6 +10,7 @@ from typing import Any
 from kubedag.api import PipelineSpec, Stage
 from kubedag.core.expressions import (
     ExpressionError,
+    References,
     compile_expression,
     substitution_references,
 )
@@ -33,12 +34,29 @@ def evaluate_when(
 
 def stages_read_by(stage: Stage) -> frozenset[str]:
     """Upstream stages whose outputs this stage reads, in `when` or `$(...)` substitutions."""
-    names: set[str] = set()
+    return references_of(stage).stages
+
+
+def params_read_by(stage: Stage) -> frozenset[str]:
+    """Params this stage names: in `when`, in `$(...)` substitutions, and `fanOut.itemsFrom`."""
+    return references_of(stage).params
+
+
+def references_of(stage: Stage) -> References:
+    """Everything a stage's definition references by name, in `when` and `$(...)` texts."""
+    params: set[str] = set()
+    outputs: set[tuple[str, str | None]] = set()
     if stage.when:
         # A broken expression is reported by validation, and evaluating it fails the stage.
         with contextlib.suppress(ExpressionError):
-            names |= compile_expression(stage.when).references.stages
+            found = compile_expression(stage.when).references
+            params |= found.params
+            outputs |= found.outputs
     texts = [*(stage.command or []), *(stage.args or []), *(v.value for v in stage.env or [])]
+    if stage.fan_out is not None and stage.fan_out.items_from:
+        texts.append(stage.fan_out.items_from)
     for text in texts:
-        names |= substitution_references(text)[0].stages
-    return frozenset(names)
+        found = substitution_references(text)[0]
+        params |= found.params
+        outputs |= found.outputs
+    return References(frozenset(params), frozenset(outputs))
