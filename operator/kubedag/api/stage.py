@@ -228,9 +228,15 @@ class Stage(ApiModel):
     when: str | None = Field(
         default=None,
         max_length=MAX_EXPRESSION,
-        description="A CEL condition over `params` and `stages.<name>.outputs` of upstream "
-        "stages; when false the stage is Skipped (and counts as done). "
-        "Example: `stages.extract.outputs.scanned_pages > 0`.",
+        description="A CEL condition over `params` and, of upstream stages, "
+        "`stages.<name>.outputs`, `stages.<name>.phase` (Succeeded, Failed, Skipped, Cancelled) "
+        "and `stages.<name>.reason` (\"\" when none); when false the stage is Skipped (and "
+        "counts as done). A stage whose `when` reads a dependency's phase or reason waits for "
+        "that dependency to finish whatever its outcome (Failed or Skipped included) instead of "
+        "being skipped with UpstreamFailed, so a clean-up or alternative branch can follow a "
+        "non-critical stage's failure (a critical failure still stops new work). Reading the "
+        "outputs of a Skipped stage still skips the stage with UpstreamSkipped. "
+        "Examples: `stages.extract.outputs.scanned_pages > 0`, `stages.train.phase == 'Failed'`.",
     )
     resources: Resources | None = Field(
         default=None, description="CPU, memory, scratch storage and GPUs of the stage's pod."

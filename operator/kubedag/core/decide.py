@@ -29,6 +29,7 @@ from kubedag.api import (
 from kubedag.core import reasons
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
+from kubedag.core.expressions import StageStatus
 from kubedag.core.jobspec import JobSettings, Queueing, RunIdentity, build_claim, build_job
 from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import (
@@ -42,7 +43,12 @@ from kubedag.core.observe import (
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Event, Plan, clip, short_list
 from kubedag.core.runstatus import finish_run, refresh_run_status
-from kubedag.core.stagecheck import check_pipeline, evaluate_when, stages_read_by
+from kubedag.core.stagecheck import (
+    check_pipeline,
+    evaluate_when,
+    stages_read_by,
+    stages_watched_by,
+)
 from kubedag.core.stageorder import in_dag_order
 
 # A Job we created may not be in the watch cache yet; until this much time has passed, its
@@ -436,11 +442,16 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
         if phase != StagePhase.PENDING or _in_flight(p, stage.name):
             continue
         deps = stage.depends_on or []
-        failed = [d for d in deps if _upstream_failed(p, d)]
+        # A dependency whose phase or reason the `when` reads is the `when`'s to judge: it
+        # only has to finish, however it ended (a critical failure still stops new work).
+        watched = stages_watched_by(stage)
+        failed = [d for d in deps if d not in watched and _upstream_failed(p, d)]
         if failed:
             _skip(p, stage, reasons.UPSTREAM_FAILED, f"upstream {', '.join(failed)} failed")
             continue
-        if not all(_phase(p, d).done for d in deps) or stopping:
+        settled = all(_phase(p, d).finished if d in watched else _phase(p, d).done
+                      for d in deps)
+        if not settled or stopping:
             continue
         skipped = sorted(s for s in stages_read_by(stage) if _phase(p, s) == StagePhase.SKIPPED)
         if skipped:
@@ -449,7 +460,7 @@ def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage
                   f"reads outputs of skipped stage(s) {', '.join(skipped)}")
             continue
         if stage.when:
-            verdict = evaluate_when(stage.when, p.params, _outputs(p))
+            verdict = evaluate_when(stage.when, p.params, _outputs(p), _statuses(p))
             if isinstance(verdict, str):
                 _fail_stage(p, stage, verdict, reasons.WHEN_EVALUATION_FAILED)
                 continue
@@ -589,6 +600,12 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
 def _outputs(p: _Pass) -> dict[str, dict[str, Any] | None]:
     return {name: cp.outputs for name, cp in p.checkpoints.items()
             if cp.phase == StagePhase.SUCCEEDED}
+
+
+def _statuses(p: _Pass) -> dict[str, StageStatus]:
+    """How each finished stage ended, for `when` expressions reading `stages.<name>.phase`."""
+    return {name: StageStatus(cp.phase.value, cp.reason) for name, cp in p.checkpoints.items()
+            if cp.phase.finished}
 
 
 def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | None]:

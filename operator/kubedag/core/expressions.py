@@ -1,8 +1,10 @@
 """CEL `when` conditions and `$(...)` references: compiled once, checked, evaluated.
 
 A `when` expression sees two variables: `params` (the run's resolved parameters) and `stages`
-(`stages.<name>.outputs.<key>` of finished upstream stages). Stage names may contain '-', which
-CEL would read as subtraction, so such a stage is written `stages["my-stage"].outputs.k`.
+(`stages.<name>.outputs.<key>` of finished upstream stages, and their `stages.<name>.phase` and
+`stages.<name>.reason`, so a clean-up branch can be written as `stages.train.phase == 'Failed'`).
+Stage names may contain '-', which CEL would read as subtraction, so such a stage is written
+`stages["my-stage"].outputs.k`.
 
 Compiling at validation time turns a typo into an error on the Pipeline, not a failure halfway
 through a run; the references found while compiling let the validator check that an
@@ -27,6 +29,9 @@ from celpy.evaluation import CELEvalError
 
 PARAMS_VARIABLE = "params"
 STAGES_VARIABLE = "stages"
+OUTPUTS_FIELD = "outputs"
+# What a `when` may read of a stage besides its outputs: how it ended, whatever the outcome.
+STATUS_FIELDS = frozenset({"phase", "reason"})
 
 
 class ExpressionError(ValueError):
@@ -38,16 +43,33 @@ class References:
     """What an expression or text reads: parameter names and (stage, output key) pairs.
 
     An output key is None when the expression reads a stage's outputs as a whole (or through a
-    computed key), which the validator can still check at stage level.
+    computed key), which the validator can still check at stage level. `statuses` are the
+    stages whose `phase` or `reason` is read: such a stage is waited for whatever its outcome.
+    `unknown_fields` are (stage, field) pairs that are none of outputs, phase or reason, kept
+    so the validator can name the typo instead of the run failing when it evaluates.
     """
 
     params: frozenset[str] = frozenset()
     outputs: frozenset[tuple[str, str | None]] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    unknown_fields: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def stages(self) -> frozenset[str]:
-        """Names of the stages referenced."""
+        """Names of the stages whose outputs are referenced."""
         return frozenset(stage for stage, _ in self.outputs)
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """How a finished stage ended, as a `when` reads it: `stages.<name>.phase` and `.reason`.
+
+    Plain strings, not kubedag.api's StagePhase, so expressions stay independent of the API
+    models (the caller passes `checkpoint.phase.value`).
+    """
+
+    phase: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,18 +81,34 @@ class CompiledExpression:
     _program: Any
 
     def evaluate(
-        self, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+        self,
+        params: Mapping[str, Any],
+        outputs: Mapping[str, Mapping[str, Any] | None],
+        statuses: Mapping[str, StageStatus] | None = None,
     ) -> bool:
-        """Evaluate against the run's params and upstream outputs (stage name → outputs).
+        """Evaluate against the run's params, upstream outputs (stage name → outputs) and how
+        finished stages ended (stage name → phase and reason).
 
+        A stage in `statuses` but not in `outputs` (it failed or was skipped) reads as having
+        no outputs; a missing reason reads as "" so `reason == '...'` needs no null check.
         Raises ExpressionError with the expression in the message for a missing key, a type
         mismatch or a non-bool result, so the stage can be failed with a readable reason.
         """
+        statuses = statuses or {}
+        stages = {
+            name: {
+                OUTPUTS_FIELD: dict(outputs.get(name) or {}),
+                **(
+                    {"phase": statuses[name].phase, "reason": statuses[name].reason or ""}
+                    if name in statuses
+                    else {}
+                ),
+            }
+            for name in {*outputs, *statuses}
+        }
         activation = {
             PARAMS_VARIABLE: json_to_cel(dict(params)),
-            STAGES_VARIABLE: json_to_cel(
-                {name: {"outputs": dict(out or {})} for name, out in outputs.items()}
-            ),
+            STAGES_VARIABLE: json_to_cel(stages),
         }
         try:
             result = self._program.evaluate(activation)
@@ -119,40 +157,54 @@ def compile_expression(source: str) -> CompiledExpression:
 
 
 def evaluate_when(
-    source: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+    source: str,
+    params: Mapping[str, Any],
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    statuses: Mapping[str, StageStatus] | None = None,
 ) -> bool:
     """Compile (cached) and evaluate a `when` expression: the one-call form for the operator."""
-    return compile_expression(source).evaluate(params, outputs)
+    return compile_expression(source).evaluate(params, outputs, statuses)
 
 
 # --- References in CEL ---------------------------------------------------------------------
 
 
 def _references(tree: lark.Tree[Any]) -> References:
-    """Collect `params.x` and `stages.s.outputs.k` (or `stages["s"]...`) from the parse tree."""
+    """Collect `params.x`, `stages.s.outputs.k` (or `stages["s"]...`), `stages.s.phase` and
+    `stages.s.reason` from the parse tree."""
     params: set[str] = set()
-    outputs: set[tuple[str, str | None]] = set()
-    for node in tree.iter_subtrees():
-        if node.data not in ("member_dot", "member_index"):
-            continue
-        target, selector = node.children[0], node.children[1]
-        root = _root_identifier(target)
-        key = _selector(node.data, selector)
-        if root == PARAMS_VARIABLE and key is not None:
-            params.add(key)
-        elif root == STAGES_VARIABLE and key is not None:
-            outputs.add((key, None))
-    # Second pass: refine (stage, None) to (stage, key) where `.outputs.<key>` follows.
+    fields: dict[str, set[str]] = {}  # stage → fields read of it (outputs, phase, ...)
+    output_keys: dict[str, set[str]] = {}  # stage → output keys read by name
     for node in tree.iter_subtrees():
         if node.data not in ("member_dot", "member_index"):
             continue
         chain = _member_chain(node)
-        if len(chain) >= 4 and chain[0] == STAGES_VARIABLE and chain[2] == "outputs":
-            stage, key = chain[1], chain[3]
-            if stage is not None and key is not None:
-                outputs.discard((stage, None))
-                outputs.add((stage, key))
-    return References(frozenset(params), frozenset(outputs))
+        if len(chain) < 2 or chain[1] is None:
+            continue
+        root, name = chain[0], chain[1]
+        if root == PARAMS_VARIABLE:
+            params.add(name)
+        elif root == STAGES_VARIABLE:
+            # Sub-chains of `stages.s.outputs.k` are visited too; each adds what it knows.
+            stage_fields = fields.setdefault(name, set())
+            if len(chain) >= 3 and chain[2] is not None:
+                stage_fields.add(chain[2])
+            if len(chain) >= 4 and chain[2] == OUTPUTS_FIELD and chain[3] is not None:
+                output_keys.setdefault(name, set()).add(chain[3])
+    outputs: set[tuple[str, str | None]] = set()
+    statuses: set[str] = set()
+    unknown: set[tuple[str, str]] = set()
+    for stage, read in fields.items():
+        if not read or OUTPUTS_FIELD in read:
+            # The stage as a whole, or its outputs: by key where the keys are named.
+            keys = output_keys.get(stage)
+            outputs |= {(stage, key) for key in keys} if keys else {(stage, None)}
+        if read & STATUS_FIELDS:
+            statuses.add(stage)
+        unknown |= {(stage, field) for field in read - STATUS_FIELDS - {OUTPUTS_FIELD}}
+    return References(
+        frozenset(params), frozenset(outputs), frozenset(statuses), frozenset(unknown)
+    )
 
 
 def _member_chain(node: lark.Tree[Any]) -> list[str | None]:

@@ -11,6 +11,7 @@ from kubedag.api import PipelineSpec, Stage
 from kubedag.core.expressions import (
     ExpressionError,
     References,
+    StageStatus,
     compile_expression,
     substitution_references,
 )
@@ -23,11 +24,14 @@ def check_pipeline(pipeline: PipelineSpec) -> list[str]:
 
 
 def evaluate_when(
-    expression: str, params: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any] | None]
+    expression: str,
+    params: Mapping[str, Any],
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    statuses: Mapping[str, StageStatus] | None = None,
 ) -> bool | str:
     """True/False, or the error message when the expression cannot be evaluated."""
     try:
-        return compile_expression(expression).evaluate(params, outputs)
+        return compile_expression(expression).evaluate(params, outputs, statuses)
     except ExpressionError as error:
         return str(error)
 
@@ -60,3 +64,17 @@ def references_of(stage: Stage) -> References:
         params |= found.params
         outputs |= found.outputs
     return References(frozenset(params), frozenset(outputs))
+
+
+def stages_watched_by(stage: Stage) -> frozenset[str]:
+    """Upstream stages whose `phase` or `reason` this stage's `when` reads.
+
+    Such a stage decides for itself what an upstream failure means (a clean-up branch, an
+    alternative path), so it waits for them to finish whatever the outcome instead of being
+    skipped with UpstreamFailed.
+    """
+    if not stage.when:
+        return frozenset()
+    with contextlib.suppress(ExpressionError):
+        return compile_expression(stage.when).references.statuses
+    return frozenset()

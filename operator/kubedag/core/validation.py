@@ -215,19 +215,34 @@ class _ReferenceContext:
             if param not in self.params
         ]
         for source, key in sorted(references.outputs, key=lambda r: (r[0], r[1] or "")):
-            if source not in self.upstream:
-                errors.append(FieldError(where, f"unknown stage {source!r}"))
-            elif source not in self.upstream.get(stage, set()):
-                errors.append(
-                    FieldError(
-                        where,
-                        f"stage {source!r} is not upstream of {stage!r}: add it to dependsOn "
-                        "(directly or through another stage) so its outputs exist in time",
-                    )
-                )
+            if (error := self._stage_error(source, stage, where, "its outputs exist")):
+                errors.append(error)
             elif key is not None and key not in self.declared_outputs.get(source, {key}):
                 errors.append(FieldError(where, f"stage {source!r} declares no output {key!r}"))
+        for source in sorted(references.statuses):
+            if (error := self._stage_error(source, stage, where, "it has finished")):
+                errors.append(error)
+        errors += [
+            FieldError(
+                where,
+                f"stages.{source}.{field} is not something a stage has: read "
+                f"stages.{source}.outputs.<key>, stages.{source}.phase or stages.{source}.reason",
+            )
+            for source, field in sorted(references.unknown_fields)
+        ]
         return errors
+
+    def _stage_error(self, source: str, stage: str, where: str, why: str) -> FieldError | None:
+        """The error when `stage` reads `source`, which is unknown or may not have finished."""
+        if source not in self.upstream:
+            return FieldError(where, f"unknown stage {source!r}")
+        if source not in self.upstream.get(stage, set()):
+            return FieldError(
+                where,
+                f"stage {source!r} is not upstream of {stage!r}: add it to dependsOn "
+                f"(directly or through another stage) so {why} in time",
+            )
+        return None
 
     def _check_fan_out(self, fan_out: Any, where: str) -> list[FieldError]:
         if not isinstance(fan_out, Mapping) or not isinstance(fan_out.get("itemsFrom"), str):

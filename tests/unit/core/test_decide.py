@@ -395,6 +395,75 @@ def test_when_decides_whether_a_stage_runs(when: str, outputs: dict[str, Any],
         assert started(plan) == ["b"]
 
 
+def test_when_reading_a_phase_runs_a_cleanup_branch_after_a_non_critical_failure() -> None:
+    spec = pipeline(
+        stage("train", critical=False),
+        stage("cleanup", "train", when="stages.train.phase == 'Failed'"),
+        stage("why", "train", when="stages.train.reason == 'ExitCode'"),
+        stage("publish", "train", when="stages.train.phase == 'Succeeded'"),
+        stage("evaluate", "train"),
+        stage("report", "cleanup"),
+    )
+    f = facts(spec)
+    plan = decide(f, T0)
+    assert started(plan) == ["train"]  # the branches wait for train, whatever its outcome
+    f = step(f, plan, now=at(10), pods=[pod("train", phase="Failed", exit_code=1)])
+    plan = decide(f, at(10))
+    assert sorted(started(plan)) == ["cleanup", "why"]
+    published = checkpoint(plan, "publish")
+    assert (published.phase, published.reason) == (SKIP, reasons.WHEN_FALSE)
+    # A dependant that does not read train's phase is skipped as before.
+    evaluated = checkpoint(plan, "evaluate")
+    assert (evaluated.phase, evaluated.reason) == (SKIP, reasons.UPSTREAM_FAILED)
+    f = step(f, plan, now=at(20), pods=[pod("cleanup"), pod("why")])
+    plan = decide(f, at(20))
+    assert started(plan) == ["report"]
+    f = step(f, plan, now=at(30), pods=[pod("report")])
+    plan = decide(f, at(30))
+    assert plan.status.phase == RunPhase.SUCCEEDED
+    assert condition(plan, reasons.CONDITION_DEGRADED) is not None
+
+
+def test_when_reading_a_phase_sees_a_success_and_a_skip() -> None:
+    spec = pipeline(
+        stage("a"),
+        stage("opt", "a", when="false"),
+        stage("ok", "a", "opt", when="stages.a.phase == 'Succeeded' && "
+                                     "stages.opt.phase == 'Skipped' && "
+                                     "stages.opt.reason == 'WhenFalse'"),
+        stage("alt", "a", when="stages.a.phase == 'Failed'"),
+    )
+    f = facts(spec)
+    plan = decide(f, T0)
+    f = step(f, plan, now=at(10), pods=[pod("a")])
+    plan = decide(f, at(10))
+    assert started(plan) == ["ok"]
+    assert (checkpoint(plan, "alt").phase, checkpoint(plan, "alt").reason) == (
+        SKIP, reasons.WHEN_FALSE)
+
+
+def test_a_critical_failure_still_stops_a_branch_reading_its_phase() -> None:
+    spec = pipeline(stage("a"), stage("b", "a", when="stages.a.phase == 'Failed'"))
+    f = facts(spec)
+    plan = decide(f, T0)
+    f = step(f, plan, now=at(10), pods=[pod("a", phase="Failed", exit_code=1)])
+    plan = decide(f, at(10))
+    assert plan.create_jobs == []
+    assert phases(plan)["b"] == SKIP
+    assert plan.status.phase == RunPhase.FAILED
+
+
+def test_when_reading_only_outputs_still_skips_after_a_failed_upstream() -> None:
+    spec = pipeline(stage("a", critical=False), stage("b", "a", when="stages.a.outputs.n > 0"))
+    f = facts(spec)
+    plan = decide(f, T0)
+    f = step(f, plan, now=at(10), pods=[pod("a", phase="Failed", exit_code=1)])
+    plan = decide(f, at(10))
+    cp = checkpoint(plan, "b")
+    assert (cp.phase, cp.reason) == (SKIP, reasons.UPSTREAM_FAILED)
+    assert plan.status.phase == RunPhase.SUCCEEDED
+
+
 @pytest.mark.parametrize(("outputs", "fragment"), [
     ({}, "no such key"),
     ({"n": "three"}, "no matching overload"),

@@ -7,6 +7,7 @@ import pytest
 from kubedag.core.expressions import (
     ExpressionError,
     References,
+    StageStatus,
     compile_expression,
     evaluate_when,
     render_value,
@@ -62,6 +63,46 @@ def test_references() -> None:
         outputs=frozenset({("extract", "pages"), ("my-stage", "ok"), ("other", None)}),
     )
     assert compiled.references.stages == {"extract", "my-stage", "other"}
+
+
+def test_phase_and_reason_are_read_apart_from_outputs() -> None:
+    compiled = compile_expression(
+        "stages.train.phase == 'Failed' || stages[\"my-stage\"].reason == 'WhenFalse' "
+        "|| stages.extract.outputs.pages > 0"
+    )
+    assert compiled.references == References(
+        outputs=frozenset({("extract", "pages")}),
+        statuses=frozenset({"train", "my-stage"}),
+    )
+    # Reading only a stage's phase is not reading its outputs.
+    assert compiled.references.stages == {"extract"}
+
+
+def test_unknown_stage_fields_are_collected() -> None:
+    references = compile_expression("stages.a.foo == 1 && stages.b.phase == 'x'").references
+    assert references.unknown_fields == {("a", "foo")}
+    assert references.statuses == {"b"} and references.outputs == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("stages.train.phase == 'Failed'", True),
+        ("stages.train.phase == 'Succeeded'", False),
+        ("stages.train.reason == 'ExitCode'", True),
+        ("stages.skipped.phase == 'Skipped' && stages.skipped.reason == ''", True),
+        # A failed stage has no outputs, so `has` is the way to ask about one.
+        ("!has(stages.train.outputs.loss)", True),
+        ("stages.extract.phase == 'Succeeded' && stages.extract.outputs.pages == 10", True),
+    ],
+)
+def test_evaluate_phase_and_reason(source: str, expected: bool) -> None:
+    statuses = {
+        "train": StageStatus("Failed", "ExitCode"),
+        "skipped": StageStatus("Skipped"),
+        "extract": StageStatus("Succeeded"),
+    }
+    assert evaluate_when(source, {}, OUTPUTS, statuses) is expected
 
 
 def test_compilation_is_cached() -> None:

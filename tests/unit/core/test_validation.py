@@ -77,6 +77,25 @@ def test_when_may_read_transitive_upstream_but_not_siblings() -> None:
     assert [e.path for e in validate_pipeline(spec)] == ["spec.stages[3].when"]
 
 
+def test_when_may_read_the_phase_and_reason_of_upstream_stages_only() -> None:
+    spec = {
+        "stages": [
+            stage("a"),
+            stage("b", "a", when="stages.a.phase == 'Failed' && stages.a.reason != ''"),
+            stage("c", "a", when="stages.b.phase == 'Failed'"),
+            stage("d", "a", when="stages.ghost.reason == ''"),
+            stage("e", "a", when="stages.a.foo == 1"),
+        ]
+    }
+    assert messages(spec) == [
+        "spec.stages[2].when: stage 'b' is not upstream of 'c': add it to dependsOn "
+        "(directly or through another stage) so it has finished in time",
+        "spec.stages[3].when: unknown stage 'ghost'",
+        "spec.stages[4].when: stages.a.foo is not something a stage has: read "
+        "stages.a.outputs.<key>, stages.a.phase or stages.a.reason",
+    ]
+
+
 def test_declared_outputs_are_a_contract() -> None:
     spec = {
         "stages": [
