@@ -330,8 +330,8 @@ def retry(
     ctx: typer.Context,
     run: RunArg,
     from_stage: Annotated[str | None, typer.Option(
-        "--from", help="Run this stage and everything after it again (it must not have "
-        "succeeded: succeeded stages are reused).")] = None,
+        "--from", help="Run this stage and everything after it again, even where they "
+        "succeeded (spec.rerunStages); the other succeeded stages are reused.")] = None,
     watch: WatchOpt = False,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = None,
