@@ -224,6 +224,10 @@ def rerun_closure(pipeline: PipelineSpec, rerun: Sequence[str]) -> set[str]:
 
 
 def rerun_errors(pipeline: PipelineSpec, rerun: Sequence[str]) -> list[str]:
+    """`spec.rerunStages` names that are no stage of the pipeline. Called on every pass, so
+    a run without rerunStages (nearly all) must not pay for a set of every stage name."""
+    if not rerun:
+        return []
     names = {s.name for s in pipeline.all_stages()}
     return [f"spec.rerunStages[{i}]: unknown stage {name!r}"
             for i, name in enumerate(rerun) if name not in names]
