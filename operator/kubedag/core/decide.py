@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubedag.api import (
+    FanOutStatus,
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
@@ -26,11 +27,30 @@ from kubedag.api import (
     Workspace,
     WorkspaceStatus,
 )
+from kubedag.api.cache import RunCacheMode, StageCacheStatus
 from kubedag.core import reasons
+from kubedag.core.cache import (
+    EMPTY_CACHE,
+    CacheIndex,
+    Hit,
+    StageInputs,
+    Wait,
+    age,
+    entry_manifest,
+    look_up,
+    stage_cache,
+)
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
 from kubedag.core.expressions import StageStatus
-from kubedag.core.jobspec import JobSettings, Queueing, RunIdentity, build_claim, build_job
+from kubedag.core.jobspec import (
+    JobSettings,
+    Queueing,
+    RunIdentity,
+    build_claim,
+    build_job,
+    stage_image,
+)
 from kubedag.core.naming import job_name, workspace_claim_name
 from kubedag.core.observe import (
     AttemptResult,
@@ -60,6 +80,8 @@ PIPELINE_LOOKUP_PATIENCE = timedelta(seconds=60)
 # How long a pod may fail to start its container (image pull, configuration error) before
 # its attempt fails; the operator's KUBEDAG_START_FAILURE_GRACE_SECONDS.
 START_FAILURE_GRACE = timedelta(seconds=90)
+# How often a stage waiting for another run's identical stage looks for its cached result.
+CACHE_WAIT_POLL = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,8 @@ class RunFacts:
     nodes: Sequence[NodeCapacity] | None = None
     # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
     workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
+    # The stage cache's entries (read only): consulted for stages with a `cache`.
+    cache: CacheIndex = EMPTY_CACHE
 
 
 @dataclass
@@ -104,6 +128,7 @@ class _Pass:
     queued: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
     # Announced after the stage events of the same pass, so Events read in order.
     finished_event: Event | None = None
 
@@ -372,6 +397,7 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
                       exit_code=None, finish_time=result.finished or p.stamp, message=None,
                       reason=None)
         p.succeeded.append(stage.name)
+        _fill_cache(p, stage, cp, result, update)
     else:
         policy = stage.retry or RetryPolicy()
         attempts = cp.attempts or 1
@@ -559,6 +585,7 @@ def _running_count(p: _Pass) -> int:
 
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
+    ready = _serve_from_cache(p, ready)
     limit = p.pipeline.max_parallel_stages
     # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
     room = len(ready) if limit is None else max(limit - _running_count(p), 0)
@@ -626,6 +653,94 @@ def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | N
             return f"<{self.stage}.outputs.{key}>"
 
     return {s.name: _Echo(s.name) for s in pipeline.all_stages()}
+
+
+# --- the stage cache --------------------------------------------------------------------
+
+def _stage_inputs(p: _Pass, stage: Stage) -> StageInputs:
+    identity = p.facts.identity
+    return StageInputs(namespace=identity.namespace, pipeline=identity.pipeline,
+                       run=identity.name, stage=stage,
+                       image=stage_image(stage, p.pipeline, p.settings), params=p.params,
+                       outputs=_outputs(p))
+
+
+def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
+    """Ready cacheable stages about to make their first attempt: a hit succeeds at once (no
+    Job, no room used), a stage whose result another run is computing waits for it, a miss
+    starts with the reason recorded. Returns the stages still to start."""
+    to_start: list[Stage] = []
+    for stage in ready:
+        cache = stage_cache(stage, p.pipeline)
+        cp = p.checkpoints.get(stage.name) or StageCheckpoint()
+        if cache is None or cp.attempts:
+            to_start.append(stage)
+            continue
+        try:
+            found = look_up(p.facts.cache, _stage_inputs(p, stage), cache, p.facts.spec.cache,
+                            p.now)
+        except ValueError:
+            to_start.append(stage)  # a reference that cannot resolve: build_job says which
+            continue
+        if isinstance(found, Hit):
+            _reuse_cached(p, stage, found)
+        elif isinstance(found, Wait):
+            if cp.reason != reasons.WAITING_FOR_CACHE:
+                p.checkpoints[stage.name] = cp.model_copy(update={
+                    "reason": reasons.WAITING_FOR_CACHE,
+                    "message": f"waiting for run {found.run}, which is computing the same "
+                               "result (same cache key)"})
+            p.wake_at(p.now + CACHE_WAIT_POLL)
+        else:
+            p.plan.cache_lookups.append(("miss", found.reason))
+            p.checkpoints[stage.name] = cp.model_copy(update={"cache": found.status()})
+            to_start.append(stage)
+    return to_start
+
+
+def _cache_fills(p: _Pass) -> frozenset[str]:
+    """The keys the run's in-flight stages are computing (other runs wait for them)."""
+    return frozenset(cp.cache.key for cp in p.checkpoints.values()
+                     if cp.cache is not None and cp.cache.key and not cp.cache.hit
+                     and cp.in_flight)
+
+
+def _reuse_cached(p: _Pass, stage: Stage, hit: Hit) -> None:
+    entry = hit.entry
+    how_old = age(p.now - entry.filled)
+    total = entry.fan_out_total
+    p.checkpoints[stage.name] = StageCheckpoint(
+        phase=StagePhase.SUCCEEDED, reason=reasons.CACHED,
+        message=f"cached result of run {entry.source_run}, {how_old} old",
+        outputs=dict(entry.outputs) if entry.outputs else None,
+        start_time=p.stamp, finish_time=p.stamp,
+        fan_out=FanOutStatus(succeeded=total, total=total) if total else None,
+        cache=StageCacheStatus(key=hit.key, hit=True, source_run=entry.source_run,
+                               filled_time=entry.filled))
+    p.cached.append(f"{stage.name} (run {entry.source_run}, {how_old} old)")
+    p.plan.cache_lookups.append(("hit", reasons.CACHED))
+    p.wake_at(p.now)  # its dependants may be ready now
+
+
+def _fill_cache(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptResult,
+                update: dict[str, Any]) -> None:
+    """A cacheable stage succeeded: store its result under the key computed with the digest
+    its pods ran (none reported: nothing stored)."""
+    cache = stage_cache(stage, p.pipeline)
+    if cache is None or p.facts.spec.cache == RunCacheMode.DISABLED or not result.image_id:
+        return
+    try:
+        built = entry_manifest(_stage_inputs(p, stage), cache, result.image_id, result.outputs,
+                               result.total_indexes if stage.fan_out is not None else None,
+                               p.stamp)
+    except ValueError:
+        return
+    if built is None:
+        return
+    key, manifest = built
+    p.plan.cache_entries.append(manifest)
+    p.plan.overwrite_cache = p.facts.spec.cache == RunCacheMode.OVERWRITE
+    update["cache"] = (cp.cache or StageCacheStatus()).model_copy(update={"key": key})
 
 
 # --- stopping, resuming, deadlines ----------------------------------------------------------
@@ -756,8 +871,10 @@ def _after_finish(facts: RunFacts, status: PipelineRunStatus, plan: Plan,
 
 
 def _summarize_events(p: _Pass) -> None:
-    """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events."""
+    """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events;
+    and the cache keys the run's in-flight stages are computing."""
     for reason, verb, stages in ((reasons.STAGE_SUCCEEDED, "Succeeded", p.succeeded),
+                                 (reasons.STAGE_CACHED, "Reused cached results of", p.cached),
                                  (reasons.STAGE_SKIPPED, "Skipped", p.skipped),
                                  (reasons.STAGE_QUEUED, "Queued", p.queued),
                                  (reasons.STAGE_STARTED, "Started", p.started)):
@@ -765,6 +882,8 @@ def _summarize_events(p: _Pass) -> None:
             p.plan.events.append(Event.listing(reason, verb, stages))
     if p.finished_event is not None:
         p.plan.events.append(p.finished_event)
+    # Not an Event, but told the same way, once the pass is over: the keys being computed.
+    p.plan.cache_fills = _cache_fills(p)
 
 
 def _announce_pause(p: _Pass) -> None:
