@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from kubedag import contract
 from kubedag.api import PipelineSpec, Stage, to_k8s
 from kubedag.api.cache import (
     LABEL_CACHE_KEY,
@@ -39,11 +40,9 @@ from kubedag.core.cachekey import (
     explain_miss,
     to_json,
 )
-from kubedag.core.naming import label_value
+from kubedag.core.naming import INLINE_PIPELINE, label_value
 from kubedag.core.plan import clip
 
-LABEL_STAGE = "kubedag.io/stage"
-LABEL_PIPELINE = "kubedag.io/pipeline"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
 
@@ -239,8 +238,12 @@ def look_up(index: CacheIndex, inputs: StageInputs, cache: StageCache, mode: Run
     digest = pinned_digest(inputs.image) or index.digest(inputs.namespace, inputs.image)
     components = inputs.components(cache, digest)
     if components is None:
-        return Miss(reasons.CACHE_NO_DIGEST, explanation=f"no digest known yet for image "
-                    f"{inputs.image}: the stage runs and its pod's image ID fills the entry")
+        latest = index.latest(inputs.namespace, inputs.pipeline, inputs.stage.name)
+        changed = (f"image changed: {latest.image!r} → {inputs.image!r}; "
+                   if latest is not None and latest.image != inputs.image else "")
+        return Miss(reasons.CACHE_NO_DIGEST, explanation=f"{changed}no digest known yet for "
+                    f"image {inputs.image}: the stage runs, and its pod's image ID fills the "
+                    "entry")
     key = cache_key(components)
     filler = index.filling(inputs.namespace, key)
     if filler is not None and filler != inputs.run:
@@ -276,8 +279,9 @@ def entry_manifest(inputs: StageInputs, cache: StageCache, image_id: str,
     limit = max_age(cache)
     entry = StageCacheEntry(
         metadata={"name": key, "namespace": inputs.namespace, "labels": {
-            LABEL_CACHE_KEY: key[:63], LABEL_STAGE: label_value(inputs.stage.name),
-            LABEL_PIPELINE: label_value(inputs.pipeline),
+            LABEL_CACHE_KEY: key[:63], contract.LABEL_STAGE: inputs.stage.name,
+            **({} if inputs.pipeline == INLINE_PIPELINE
+               else {contract.LABEL_PIPELINE: label_value(inputs.pipeline)}),
             "app.kubernetes.io/managed-by": "kubedag",
             "app.kubernetes.io/component": "stage-cache"}},
         spec=StageCacheEntrySpec(

@@ -51,7 +51,7 @@ from kubedag.core.jobspec import (
     build_job,
     stage_image,
 )
-from kubedag.core.naming import job_name, workspace_claim_name
+from kubedag.core.naming import INLINE_PIPELINE, job_name, workspace_claim_name
 from kubedag.core.observe import (
     AttemptResult,
     JobSummary,
@@ -658,8 +658,9 @@ def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | N
 # --- the stage cache --------------------------------------------------------------------
 
 def _stage_inputs(p: _Pass, stage: Stage) -> StageInputs:
-    identity = p.facts.identity
-    return StageInputs(namespace=identity.namespace, pipeline=identity.pipeline,
+    identity, ref = p.facts.identity, p.facts.spec.pipeline_ref
+    return StageInputs(namespace=identity.namespace,
+                       pipeline=ref.name if ref is not None else INLINE_PIPELINE,
                        run=identity.name, stage=stage,
                        image=stage_image(stage, p.pipeline, p.settings), params=p.params,
                        outputs=_outputs(p))
@@ -692,7 +693,7 @@ def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
                                "result (same cache key)"})
             p.wake_at(p.now + CACHE_WAIT_POLL)
         else:
-            p.plan.cache_lookups.append(("miss", found.reason))
+            p.plan.cache_lookups.append((stage.name, "miss", found.reason))
             p.checkpoints[stage.name] = cp.model_copy(update={"cache": found.status()})
             to_start.append(stage)
     return to_start
@@ -718,7 +719,7 @@ def _reuse_cached(p: _Pass, stage: Stage, hit: Hit) -> None:
         cache=StageCacheStatus(key=hit.key, hit=True, source_run=entry.source_run,
                                filled_time=entry.filled))
     p.cached.append(f"{stage.name} (run {entry.source_run}, {how_old} old)")
-    p.plan.cache_lookups.append(("hit", reasons.CACHED))
+    p.plan.cache_lookups.append((stage.name, "hit", reasons.CACHED))
     p.wake_at(p.now)  # its dependants may be ready now
 
 

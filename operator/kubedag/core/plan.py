@@ -70,5 +70,6 @@ class Plan:
     # The cache keys the run's in-flight stages will fill: identical stages of other runs
     # wait for them instead of computing the same result twice.
     cache_fills: frozenset[str] = frozenset()
-    # (result, reason) of each cache lookup this pass: ("hit", "Cached"), ("miss", "NoEntry")…
-    cache_lookups: list[tuple[str, str]] = field(default_factory=list)
+    # (stage, result, reason) of each cache lookup this pass: result "hit" (reason Cached) or
+    # "miss" (reason NoEntry, Changed, NoDigest, Expired, Disabled or Overwrite).
+    cache_lookups: list[tuple[str, str, str]] = field(default_factory=list)

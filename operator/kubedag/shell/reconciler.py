@@ -19,6 +19,7 @@ from kubedag.api import (
     StageCheckpoint,
     to_k8s,
 )
+from kubedag.core.cache import CacheIndex
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.estimate import NodeCapacity
 from kubedag.core.feedback import (
@@ -33,8 +34,9 @@ from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
-from kubedag.shell.metrics import METRICS, Metrics
+from kubedag.shell.metrics import METRICS, Metrics, pipeline_of
 from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.stagecache import StageCacheStore
 from kubedag.shell.statuswriter import StatusWriter
 
 log = logging.getLogger("kubedag.reconciler")
@@ -62,8 +64,10 @@ class Indexes:
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings, runs: RunCache,
-                 indexes: Indexes, metrics: Metrics | None = None) -> None:
+                 indexes: Indexes, metrics: Metrics | None = None,
+                 stage_cache: StageCacheStore | None = None) -> None:
         self.kube = kube
+        self.stage_cache = stage_cache or StageCacheStore(kube, CacheIndex())
         self.metrics = metrics or METRICS
         self.settings = settings
         self.runs = runs
@@ -115,6 +119,12 @@ class Reconciler:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
             plan = decide(facts, now, self.settings.jobs)
+        # At once, before any await: a run reconciled meanwhile must see which results this
+        # one is computing, or both would compute them.
+        self.stage_cache.index.note_fills(ref.namespace, ref.name, plan.cache_fills)
+        if plan.cache_lookups:
+            self.metrics.record_cache_lookups(meta["namespace"], pipeline_of(body),
+                                              plan.cache_lookups)
         desired = to_k8s(plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
@@ -143,6 +153,7 @@ class Reconciler:
         self._specs.pop(uid, None)
         self._decided.pop(uid, None)
         self.writer.forget(uid)
+        self.stage_cache.index.note_fills(key[0], key[1], frozenset())
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
@@ -196,6 +207,7 @@ class Reconciler:
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
             nodes=self.indexes.node_list() if spec.dry_run else None,
             workloads=workloads,
+            cache=self.stage_cache.index,
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
@@ -219,6 +231,8 @@ class Reconciler:
             if rejected is not None:
                 record_claim_rejected(plan, rejected, now)
                 desired = to_k8s(plan.status)
+        if plan.cache_entries:
+            await self.stage_cache.store(plan.cache_entries, overwrite=plan.overwrite_cache)
         results = await self._create_jobs(ref, plan)
         if any(message is not None for message in results.values()) or (
                 plan.dry_run and plan.create_jobs):

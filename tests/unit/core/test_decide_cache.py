@@ -61,7 +61,7 @@ def test_a_first_run_misses_without_a_digest_and_stores_its_result_under_the_pod
     plan = decide(f, at(0))
     cache = plan.status.stages["extract"].cache  # type: ignore[index]
     assert cache is not None and cache.miss_reason == reasons.CACHE_NO_DIGEST
-    assert plan.cache_lookups == [("miss", reasons.CACHE_NO_DIGEST)]
+    assert plan.cache_lookups == [("extract", "miss", reasons.CACHE_NO_DIGEST)]
     f = step(f, plan, now=at(5), pods=[pod("extract", outputs={"pages": 3}, image_id=IMAGE_ID)])
     plan = decide(f, at(5))
     [entry] = plan.cache_entries
@@ -87,7 +87,7 @@ def test_a_second_run_reuses_the_result_without_a_job_and_passes_its_outputs_on(
                                                  {"pages": 7})
     assert cp.cache is not None and cp.cache.hit and cp.cache.source_run == "run"
     assert "55s old" in (cp.message or "")
-    assert plan.cache_lookups == [("hit", reasons.CACHED)]
+    assert plan.cache_lookups == [("extract", "hit", reasons.CACHED)]
     assert reasons.STAGE_CACHED in [e.reason for e in plan.events]
     assert plan.requeue_after == 0  # report is ready now
     plan = decide(step(f, plan, now=at(60)), at(60))
@@ -227,3 +227,15 @@ def test_an_unchanged_run_finishes_from_the_cache_alone() -> None:
     plan = decide(f, at(30))
     plan = decide(step(f, plan, now=at(30)), at(30))
     assert plan.status.phase.finished and plan.create_jobs == []
+
+
+def test_a_new_image_misses_for_want_of_a_digest_and_says_the_image_changed() -> None:
+    index = CacheIndex()
+    fill(index, first_run(cached_pipeline(), index)[1])
+    spec = pipeline(stage("extract", image="busybox:1.37", args=["--language", "en"],
+                          cache={}),
+                    params=[{"name": "language", "default": "en"}])
+    plan = decide(replace(facts(spec), cache=index), at(60))
+    cache = plan.status.stages["extract"].cache  # type: ignore[index]
+    assert cache is not None and cache.miss_reason == reasons.CACHE_NO_DIGEST
+    assert (cache.explanation or "").startswith("image changed: 'busybox' → 'busybox:1.37'")
