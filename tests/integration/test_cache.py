@@ -183,6 +183,26 @@ def test_a_run_with_cache_disabled_or_overwrite(
     assert entry["metadata"]["name"] == stages_of(overwrite)["extract"]["cache"]["key"]
 
 
+def test_resume_from_reruns_a_stage_whose_definition_changed_and_says_why(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """No `cache` here: resumeFrom compares the same key on its own."""
+    def spec(image: str) -> dict[str, Any]:
+        return {"pipelineSpec": pipeline(cluster, [
+            stage("a", outputs={"n": 1}), stage("b", "a", image=image, outputs={"m": 2}),
+            stage("c", "b", args=["$(stages.b.outputs.m)"])])}
+
+    run_to_end(cluster, namespace, "v1", spec("busybox"))
+    create_run(cluster, namespace, "v2", {**spec("busybox:1.37"), "resumeFrom": "v1"})
+    v2 = wait_phase(cluster, namespace, "v2")
+    assert v2["status"]["phase"] == "Succeeded", v2["status"]
+    assert stages_of(v2)["a"]["reason"] == "StageReused"
+    assert run_jobs(cluster, namespace, "v2") == ["b", "c"]
+    messages = wait_for(lambda: event_messages(cluster, namespace, "v2", "StageChanged")
+                        or None, what="the StageChanged Events")
+    assert any("image changed: 'busybox' → 'busybox:1.37'" in m for m in messages), messages
+
+
 # --- the lookup cost does not grow with the number of entries --------------------------------
 
 def _hit_seconds(cluster: Cluster, namespace: str, name: str) -> float:

@@ -266,6 +266,21 @@ def look_up(index: CacheIndex, inputs: StageInputs, cache: StageCache, mode: Run
                 f"since run {latest.source_run}: " + "; ".join(changes))
 
 
+def changes_between(before: StageInputs, before_cache: StageCache | None, after: StageInputs,
+                    after_cache: StageCache | None) -> list[str]:
+    """What differs between two runs of a stage, in the cache key's terms, its image named by
+    reference (a resumed run reuses a stage only when none differs): why the stage must run
+    again. A reference that no longer resolves is a change too."""
+    try:
+        old = before.components(before_cache or StageCache(), before.image)
+        new = after.components(after_cache or StageCache(), after.image)
+    except ValueError as error:
+        return [f"its inputs do not resolve: {error}"]
+    assert old is not None and new is not None  # an image reference is never empty
+    return [change.replace("image digest changed", "image changed", 1)
+            for change in explain_miss(to_json(old), new)]
+
+
 def entry_manifest(inputs: StageInputs, cache: StageCache, image_id: str,
                    outputs: Mapping[str, Any] | None, fan_out_total: int | None,
                    now: datetime) -> tuple[str, dict[str, Any]] | None:

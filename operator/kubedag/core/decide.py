@@ -36,6 +36,7 @@ from kubedag.core.cache import (
     StageInputs,
     Wait,
     age,
+    changes_between,
     entry_manifest,
     look_up,
     stage_cache,
@@ -99,8 +100,11 @@ class RunFacts:
     pods: Sequence[PodSummary]
     # Jobs this operator created recently: absent from the cache is not yet "lost".
     recently_created: frozenset[str] = frozenset()
-    # Checkpoints of spec.resumeFrom's run (None when not requested or not found).
+    # Checkpoints of spec.resumeFrom's run (None when not requested or not found), with the
+    # pipeline it ran and its resolved params (None: unknown, stages are compared by name only).
     resume_checkpoints: Mapping[str, StageCheckpoint] | None = None
+    resume_pipeline: PipelineSpec | None = None
+    resume_params: Mapping[str, Any] | None = None
     # Stages this run may start under the operator-wide budget (None: no budget).
     stage_room: int | None = None
     start_failure_grace: timedelta = START_FAILURE_GRACE
@@ -808,11 +812,11 @@ def _reuse_finished_stages(p: _Pass) -> None:
     if not previous:
         return
     again = rerun_closure(p.pipeline, p.facts.spec.rerun_stages or [])
-    reused = []
-    for stage in p.pipeline.all_stages():
+    reused: list[str] = []
+    for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
         old = previous.get(stage.name)
         reusable = (old is not None and old.phase == StagePhase.SUCCEEDED
-                    and stage.name not in again)
+                    and stage.name not in again and not _changed_since(p, stage, reused))
         if old is not None and reusable and stage.name not in p.checkpoints:
             p.checkpoints[stage.name] = old.model_copy(
                 update={"reason": reasons.STAGE_REUSED,
@@ -822,6 +826,36 @@ def _reuse_finished_stages(p: _Pass) -> None:
         p.event("Normal", reasons.RESUMED_FROM,
                 f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
                 f"{short_list(reused)}")
+
+
+def _changed_since(p: _Pass, stage: Stage, reused: list[str]) -> bool:
+    """Whether the stage's key differs from what it was in spec.resumeFrom's run (its
+    definition, the params it reads, its upstream outputs: a dependency running again may
+    change them); if so an Event says what changed, and it runs again."""
+    before, params = p.facts.resume_pipeline, p.facts.resume_params
+    if before is None or params is None:
+        return False  # an old run without a snapshot: reused by name, as always
+    old_stage = next((s for s in before.all_stages() if s.name == stage.name), None)
+    rerun = [d for d in stage.depends_on or [] if d not in reused]
+    if old_stage is None:
+        changes = ["it is new"]
+    elif rerun:
+        changes = [f"upstream {', '.join(rerun)} runs again"]
+    else:
+        previous = p.facts.resume_checkpoints or {}
+        old_outputs = {name: cp.outputs for name, cp in previous.items()
+                       if cp.phase == StagePhase.SUCCEEDED}
+        identity = p.facts.identity
+        changes = changes_between(
+            StageInputs(identity.namespace, "", "", old_stage,
+                        stage_image(old_stage, before, p.settings), params, old_outputs),
+            stage_cache(old_stage, before),
+            _stage_inputs(p, stage), stage_cache(stage, p.pipeline))
+    if changes:
+        p.event("Normal", reasons.STAGE_CHANGED,
+                clip(f"Stage {stage.name} runs again although it succeeded in run "
+                     f"{p.facts.spec.resume_from}: {'; '.join(changes)}") or "")
+    return bool(changes)
 
 
 def _unschedulable_timeout(p: _Pass, stage: Stage) -> timedelta | None:

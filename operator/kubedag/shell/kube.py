@@ -151,6 +151,17 @@ class Kube:
             raise
         return cast(dict[str, Any], (body or {}).get("spec"))
 
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A PipelineRun as the API server has it now (None: there is no such run)."""
+        path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{namespace}/"
+                f"{PLURAL_RUNS}/{name}")
+        try:
+            return await asyncio.to_thread(self._call, "GET", path)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def list_pipelines(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every Pipeline (in ``namespaces``; empty: the whole cluster), as stored."""
         base = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}"
