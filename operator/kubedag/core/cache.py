@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubedag import contract
-from kubedag.api import PipelineSpec, Stage, to_k8s
+from kubedag.api import PipelineSpec, Stage, StageCheckpoint, to_k8s
 from kubedag.api.cache import (
     LABEL_CACHE_KEY,
     RunCacheMode,
@@ -306,6 +306,44 @@ def entry_manifest(inputs: StageInputs, cache: StageCache, image_id: str,
             components=to_json(components), outputs=dict(outputs) if outputs else None,
             fan_out_total=fan_out_total))
     return key, to_k8s(entry)
+
+
+@dataclass(frozen=True)
+class CacheVerdict:
+    """How the cache served one stage of a run, for people (`kubedag explain`)."""
+
+    stage: str
+    verdict: str  # hit, miss, waiting, not cached, not looked up
+    detail: str
+    key: str | None = None
+
+
+def explain_run(pipeline: PipelineSpec, stages: Mapping[str, StageCheckpoint],
+                now: datetime) -> list[CacheVerdict]:
+    """Each stage of a run in pipeline order: a hit and where from, a miss and why (which
+    part of its key changed), or why it was not looked up."""
+    verdicts: list[CacheVerdict] = []
+    for stage in pipeline.all_stages():
+        cp = stages.get(stage.name)
+        status = cp.cache if cp is not None else None
+        if stage_cache(stage, pipeline) is None:
+            verdicts.append(CacheVerdict(stage.name, "not cached", "the stage has no `cache`"))
+        elif cp is not None and cp.reason == reasons.WAITING_FOR_CACHE:
+            verdicts.append(CacheVerdict(stage.name, "waiting", cp.message or ""))
+        elif status is None:
+            verdicts.append(CacheVerdict(stage.name, "not looked up",
+                                         "the stage has not been ready to start"
+                                         if cp is None or not cp.phase.finished
+                                         else f"{cp.phase.value} without starting"))
+        elif status.hit:
+            filled = f", filled {age(now - status.filled_time)} ago" if status.filled_time else ""
+            verdicts.append(CacheVerdict(stage.name, "hit",
+                                         f"from run {status.source_run}{filled}", status.key))
+        else:
+            why = status.miss_reason or "NoEntry"
+            detail = f"{why}: {status.explanation}" if status.explanation else why
+            verdicts.append(CacheVerdict(stage.name, "miss", detail, status.key))
+    return verdicts
 
 
 def age(elapsed: timedelta) -> str:
