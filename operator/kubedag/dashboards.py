@@ -175,6 +175,23 @@ def overview() -> dict[str, Any]:
                     _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
                            "p95 {{pipeline}}")),
         ]),
+        ("Stage cache", [
+            _stat("Cache hit ratio", "percentunit",
+                  "Hits / lookups of cacheable stages in the selected time range.",
+                  f'sum(increase(kubedag_cache_lookups_total{{{sel}, result="hit"}}'
+                  f"[$__range])) / sum(increase(kubedag_cache_lookups_total{{{sel}}}"
+                  "[$__range]))"),
+            _series("Cache lookups by result and reason", "ops",
+                    "Lookups per second: hits, and misses by reason (NoEntry, Changed: an "
+                    "input changed, NoDigest: a new image, Expired, Disabled, Overwrite). "
+                    "`kubedag explain RUN` says what changed.",
+                    _query(f"sum by (result, reason) (rate(kubedag_cache_lookups_total"
+                           f"{{{sel}}}[{RATE}]))", "{{result}} {{reason}}")),
+            _series("Cache entries", "short",
+                    "StageCacheEntry objects (cached stage results), by pipeline.",
+                    _query(f"sum by (pipeline) (kubedag_cache_entries{{{sel}}})",
+                           "{{pipeline}}")),
+        ]),
         ("Resources requested by running stages", [
             _series("CPU", "short", "CPU cores requested by the pods of running stages.",
                     _query(f"sum by (pipeline) (kubedag_running_stages_cpu_request_cores"

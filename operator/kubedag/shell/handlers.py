@@ -110,7 +110,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
                                   stage_cache=state.stage_cache)
     state.reconciler.wake = state.queue.add
     metrics.watch_runs(lambda: list(state.runs.bodies.values()))
-    metrics.watch_cache(lambda: [e.namespace for e in state.stage_cache.index.entries()])
+    metrics.watch_cache(lambda: [(e.namespace, e.pipeline)
+                                 for e in state.stage_cache.index.entries()])
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]

@@ -492,11 +492,11 @@ def watch_runs(source: Callable[[], Iterable[Mapping[str, Any]]],
 
 
 class CacheEntriesCollector(Collector):
-    """`kubedag_cache_entries{namespace}`: the stage cache's size, counted at scrape time from
-    the operator's index of entries (no API call)."""
+    """`kubedag_cache_entries{namespace, pipeline}`: the stage cache's size, counted at scrape
+    time from the operator's index of entries (no API call)."""
 
-    def __init__(self, source: Callable[[], Iterable[str]]) -> None:
-        self.source = source  # each entry's namespace
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self.source = source  # each entry's (namespace, pipeline)
 
     def describe(self) -> list[Metric]:
         return []
@@ -505,18 +505,19 @@ class CacheEntriesCollector(Collector):
         entries = GaugeMetricFamily("kubedag_cache_entries",
                                     "StageCacheEntry objects (cached stage results) the "
                                     "operator knows, expired ones not yet deleted included.",
-                                    labels=["namespace"])
-        for namespace, count in sorted(Tally(self.source()).items()):
-            entries.add_metric([namespace], count)
+                                    labels=["namespace", "pipeline"])
+        for (namespace, pipeline), count in sorted(Tally(self.source()).items()):
+            entries.add_metric([namespace, pipeline], count)
         yield entries
 
 
 _watching_cache: list[CacheEntriesCollector] = []
 
 
-def watch_cache(source: Callable[[], Iterable[str]],
+def watch_cache(source: Callable[[], Iterable[tuple[str, str]]],
                 registry: CollectorRegistry = REGISTRY) -> CacheEntriesCollector:
-    """Report the size of the stage cache whose entries' namespaces ``source`` returns."""
+    """Report the size of the stage cache whose entries' (namespace, pipeline) ``source``
+    returns."""
     collector = CacheEntriesCollector(source)
     if registry is REGISTRY:
         for old in _watching_cache:

@@ -17,6 +17,7 @@ from kubedag.shell.metrics import (
     failure_reason,
     new_registry,
     parse_quantity,
+    watch_cache,
 )
 
 NS, PIPE = "team-a", "etl"
@@ -286,3 +287,19 @@ def test_the_unschedulable_gauge_counts_stages_waiting_for_a_node() -> None:
     assert value(registry, "kubedag_stages_unschedulable", **key) == 1
     assert value(registry, "kubedag_stages_pending", **key) == 2
     assert value(registry, "kubedag_stages_running", **key) == 1
+
+
+def test_cache_lookups_are_counted_by_result_and_reason_and_entries_by_pipeline() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.record_cache_lookups("ns", "docs", [("extract", "hit", "Cached"),
+                                                ("embed", "miss", "Changed")])
+    metrics.record_cache_lookups("ns", "docs", [("extract", "hit", "Cached")])
+    assert value(registry, "kubedag_cache_lookups_total", stage="extract", result="hit",
+                 reason="Cached") == 2
+    assert value(registry, "kubedag_cache_lookups_total", stage="embed", result="miss",
+                 reason="Changed") == 1
+    watch_cache(lambda: [("ns", "docs"), ("ns", "docs"), ("other", INLINE_PIPELINE)],
+                registry)
+    assert value(registry, "kubedag_cache_entries", namespace="ns", pipeline="docs") == 2
+    assert value(registry, "kubedag_cache_entries", namespace="other") == 1
