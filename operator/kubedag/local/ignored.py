@@ -32,6 +32,8 @@ def _non_gpu_resources(stage: Stage) -> bool:
     return r is not None and bool(r.cpu or r.memory or r.ephemeral_storage)
 
 
+_NO_CACHE = "results are neither reused nor stored: the stage cache lives on the cluster"
+
 # (what the stages set, test, what a local run does instead), in the order people read them.
 _STAGE_SETTINGS: list[tuple[str, StageTest, str]] = [
     ("resources", _non_gpu_resources,
@@ -45,6 +47,7 @@ _STAGE_SETTINGS: list[tuple[str, StageTest, str]] = [
      "the installed kubedag worker runs the processor"),
     ("image", lambda s: s.command is not None,
      "the command runs on this host, with this host's programs"),
+    ("cache", lambda s: s.cache is not None and s.cache.enabled, _NO_CACHE),
     ("image entrypoint", _runs_image,
      "cannot run locally (no command, no processor): the stage fails with "
      "ContainerConfigError"),
@@ -59,6 +62,7 @@ _DEFAULTS: list[tuple[str, Callable[[PipelineDefaults], object]]] = [
     ("defaults.podAnnotations", lambda d: d.pod_annotations),
     ("defaults.labels", lambda d: d.labels),
     ("defaults.queueName", lambda d: d.queue_name),
+    ("defaults.cache", lambda d: d.cache),
 ]
 _DEFAULTS_WHY = {
     "defaults.image": "processor stages run the installed kubedag worker, command stages run "
@@ -68,6 +72,7 @@ _DEFAULTS_WHY = {
     "defaults.labels": "no Jobs or pods are created",
     "defaults.podAnnotations": "no pods are created",
     "defaults.queueName": "there is no Kueue locally; stages start at once",
+    "defaults.cache": _NO_CACHE,
 }
 
 

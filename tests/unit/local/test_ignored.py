@@ -35,7 +35,7 @@ def test_every_ignored_setting_is_named_with_its_stages() -> None:
           "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
                   {"name": "MODE", "valueFrom": {"configMapKeyRef": {
                       "name": "c", "key": "mode", "optional": True}}}]},
-         {"name": "entry", "image": "tool:2"}],
+         {"name": "entry", "image": "tool:2", "cache": {"maxAge": "1d"}}],
         run={"suspend": True, "resumeFrom": "old", "priority": 5, "ttlSecondsAfterFinished": 60,
              "workspace": {"persistentVolumeClaim": {"claimName": "data"}}},
         defaults={"serviceAccountName": "worker", "nodeSelector": {"zone": "a"},
@@ -49,6 +49,8 @@ def test_every_ignored_setting_is_named_with_its_stages() -> None:
         "podAnnotations of stage gpu: no pods are created",
         "image of stage gpu: the installed kubedag worker runs the processor",
         "image of stage shell: the command runs on this host, with this host's programs",
+        "cache of stage entry: results are neither reused nor stored: the stage cache lives on "
+        "the cluster",
         "image entrypoint of stage entry: cannot run locally (no command, no processor): the "
         "stage fails with ContainerConfigError",
         "defaults.image: processor stages run the installed kubedag worker, command stages run "
