@@ -509,3 +509,33 @@ def test_reported_usage_is_real(cluster: Cluster, installed: InstalledOperator,
           f"{runtime / MIB:.1f} MiB holding nothing")
     assert abs((peak - runtime) - 200 * MIB) <= 0.1 * 200 * MIB
     assert runtime <= RUNTIME_BUDGET
+
+
+def test_a_cached_stage_is_keyed_on_the_digest_its_real_pod_ran(
+        cluster: Cluster, installed: InstalledOperator, real_node: RealNodeHandle) -> None:
+    """On real containers the digest comes from containerd: the entry records the pod's
+    imageID, and the next run with the same image hits without a pod."""
+    nonce = uuid.uuid4().hex  # a processor reads every param: a key no earlier run filled
+
+    def spec() -> dict[str, Any]:
+        return {"pipelineSpec": real_pipeline(real_node, [
+            {"name": "probe", "processor": "kubedag.worker.processors.probes:allocate",
+             "cache": {"maxAge": "1h"}}], params=[
+                 {"name": "mebibytes", "type": "int", "default": 4},
+                 {"name": "holdSeconds", "type": "float", "default": 0.0},
+                 {"name": "nonce", "default": nonce}])}
+
+    first = finish(cluster, start(cluster, run_name("fills"), spec()))
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    [pod] = pods_of(cluster, first["metadata"]["name"], "probe")
+    image_id = pod.status.container_statuses[0].image_id
+    key = stage_of(first, "probe")["cache"]["key"]
+    entry = cluster.custom.get_namespaced_custom_object(
+        "kubedag.io", "v1alpha1", WORK_NAMESPACE, "stagecacheentries", key)
+    assert entry["spec"]["imageDigest"].startswith("sha256:")
+    assert image_id.endswith(entry["spec"]["imageDigest"]), (image_id, entry["spec"])
+
+    second = finish(cluster, start(cluster, run_name("hits"), spec()))
+    probe = stage_of(second, "probe")
+    assert (probe["reason"], probe["outputs"]) == ("Cached", stage_of(first, "probe")["outputs"])
+    assert pods_of(cluster, second["metadata"]["name"]) == []
