@@ -661,13 +661,14 @@ def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | N
 
 # --- the stage cache --------------------------------------------------------------------
 
-def _stage_inputs(p: _Pass, stage: Stage) -> StageInputs:
+def _stage_inputs(p: _Pass, stage: Stage,
+                  outputs: Mapping[str, Mapping[str, Any] | None] | None = None) -> StageInputs:
     identity, ref = p.facts.identity, p.facts.spec.pipeline_ref
     return StageInputs(namespace=identity.namespace,
                        pipeline=ref.name if ref is not None else INLINE_PIPELINE,
                        run=identity.name, stage=stage,
                        image=stage_image(stage, p.pipeline, p.settings), params=p.params,
-                       outputs=_outputs(p))
+                       outputs=_outputs(p) if outputs is None else outputs)
 
 
 def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
@@ -675,15 +676,18 @@ def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
     Job, no room used), a stage whose result another run is computing waits for it, a miss
     starts with the reason recorded. Returns the stages still to start."""
     to_start: list[Stage] = []
+    # Stages ready together do not read each other's outputs: one snapshot serves them all.
+    outputs: dict[str, dict[str, Any] | None] | None = None
     for stage in ready:
         cache = stage_cache(stage, p.pipeline)
         cp = p.checkpoints.get(stage.name) or StageCheckpoint()
         if cache is None or cp.attempts:
             to_start.append(stage)
             continue
+        outputs = _outputs(p) if outputs is None else outputs
         try:
-            found = look_up(p.facts.cache, _stage_inputs(p, stage), cache, p.facts.spec.cache,
-                            p.now)
+            found = look_up(p.facts.cache, _stage_inputs(p, stage, outputs), cache,
+                            p.facts.spec.cache, p.now)
         except ValueError:
             to_start.append(stage)  # a reference that cannot resolve: build_job says which
             continue
