@@ -5,6 +5,15 @@ with `to_k8s`, which drops unset fields.
 """
 
 from kubedag.api._base import ApiModel, to_k8s
+from kubedag.api.breaker import (
+    BreakerState,
+    BreakerThresholds,
+    CircuitBreaker,
+    CircuitBreakerSpec,
+    CircuitBreakerStatus,
+    ForcedState,
+    StageBreaker,
+)
 from kubedag.api.conditions import (
     CONDITION_SUCCEEDED,
     CONDITION_VALID,
@@ -43,6 +52,11 @@ __all__ = [
     "DEFAULT_GPU_RESOURCE",
     "AccessMode",
     "ApiModel",
+    "BreakerState",
+    "BreakerThresholds",
+    "CircuitBreaker",
+    "CircuitBreakerSpec",
+    "CircuitBreakerStatus",
     "ClaimReference",
     "ClaimSpec",
     "Condition",
@@ -50,6 +64,7 @@ __all__ = [
     "EnvVar",
     "FanOut",
     "FanOutStatus",
+    "ForcedState",
     "OutputSpec",
     "ParamSpec",
     "ParamType",
@@ -68,6 +83,7 @@ __all__ = [
     "RunPhase",
     "RunProgress",
     "Stage",
+    "StageBreaker",
     "StageCheckpoint",
     "StagePhase",
     "StageType",
