@@ -83,6 +83,13 @@ def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
     return value
 
 
+def stage_image(stage: Stage, pipeline: PipelineSpec, settings: JobSettings) -> str:
+    """The image a stage's pods run: its own, else (a processor stage) the pipeline's default
+    worker image, else the operator's."""
+    defaults = pipeline.defaults
+    return stage.image or (defaults.image if defaults else None) or settings.worker_image
+
+
 def run_labels(run: RunIdentity, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "kubedag",
@@ -159,7 +166,7 @@ def build_job(
     env = _environment(run, stage, attempt, params, outputs, settings)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": stage.image or (defaults.image if defaults else None) or settings.worker_image,
+        "image": stage_image(stage, pipeline, settings),
         "env": env,
         "resources": _resources(stage),
         "terminationMessagePolicy": "File",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedag.api import PipelineRunStatus
+from kubedag.core.breaker import AttemptReport
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,9 @@ class Plan:
     waiting_for_room: int = 0
     # Whether the run's running stages count against that budget: not with a Kueue queue.
     uses_stage_budget: bool = True
+    # Circuit breakers (kubedag.core.breaker), by key: the stages that started an attempt
+    # under a breaker's allowance (the shell debits it at once, before any await), how many
+    # stages wait held by one now, and every finished attempt of a stage with a breaker.
+    breaker_starts: dict[str, list[str]] = field(default_factory=dict)
+    breaker_held: dict[str, int] = field(default_factory=dict)
+    breaker_reports: list[AttemptReport] = field(default_factory=list)
