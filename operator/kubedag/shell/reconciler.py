@@ -29,6 +29,7 @@ from kubedag.core.feedback import (
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
 from kubedag.core.plan import Plan
+from kubedag.shell.breakers import Breakers
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
 from kubedag.shell.events import EventBuffer
@@ -70,6 +71,8 @@ class Reconciler:
         self.indexes = indexes
         self.events = EventBuffer(kube.post_event)
         self.budget = StageBudget(settings.max_running_stages)
+        self.breakers = Breakers(kube, self.metrics)
+        self.breakers.wake = self._wake_run
         # Parsed models by run UID, reused while the object has not changed: validating a
         # 1,000-stage spec and status on every pass was half of a reconcile's CPU (py-spy).
         self._specs: dict[str, tuple[int, PipelineRunSpec]] = {}
@@ -81,6 +84,10 @@ class Reconciler:
         self.wake: Callable[[RunKey], None] = lambda _key: None
         # Compute time (not I/O) of each run's last pass, for pacing its next one.
         self.pass_cost: dict[RunKey, float] = {}
+
+    def _wake_run(self, key: RunKey) -> None:
+        """Through `wake` as it is when called: the handlers set it after construction."""
+        self.wake(key)
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
@@ -105,16 +112,20 @@ class Reconciler:
                 self._decided.pop(ref.uid, None)
                 self.writer.forget(ref.uid)
             self._settle_budget(key, body, None)
+            self.breakers.forget_run(key)
             return None
         referenced = await self._referenced_pipeline(body)
         now = datetime.now(UTC)
         computing = time.perf_counter()
         try:
-            facts = self._facts(body, referenced)
+            facts = self._facts(body, referenced, now)
         except ValidationError as error:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
             plan = decide(facts, now, self.settings.jobs)
+        # Before any await: another run's pass must see this one's debits (a half-open
+        # breaker's single probe).
+        self.breakers.apply(key, plan, now)
         desired = to_k8s(plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
@@ -143,6 +154,7 @@ class Reconciler:
         self._specs.pop(uid, None)
         self._decided.pop(uid, None)
         self.writer.forget(uid)
+        self.breakers.forget_run(key)
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
@@ -159,7 +171,8 @@ class Reconciler:
             return None
         return await self.kube.get_pipeline_spec(body["metadata"]["namespace"], ref["name"])
 
-    def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None) -> RunFacts:
+    def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None,
+               now: datetime) -> RunFacts:
         meta = body["metadata"]
         uid = meta["uid"]
         spec = self._parsed_spec(uid, int(meta.get("generation", 1)), body)
@@ -196,6 +209,7 @@ class Reconciler:
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
             nodes=self.indexes.node_list() if spec.dry_run else None,
             workloads=workloads,
+            breakers=self.breakers.views(meta["namespace"], now),
         )
 
     def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
