@@ -58,7 +58,7 @@ class BreakerThresholds(ApiModel):
         default=None, ge=1, le=1000,
         description="Trip after this many counted failures in a row (default 5).")
     failure_ratio: float | None = Field(
-        default=None, gt=0, le=1,
+        default=None, ge=0.01, le=1,
         description="Trip when at least this share of the attempts within windowSeconds "
         "failed (default 0.5) ...")
     minimum_attempts: int | None = Field(
