@@ -117,6 +117,27 @@ def _with(dashboard: db.Dashboard, rows: list[tuple[str, list[Panel]]]) -> dict[
     return encoded
 
 
+# Circuit breakers belong to a namespace, not to a pipeline: filtered by namespace only.
+BREAKER_SELECTOR = 'namespace=~"$namespace"'
+
+
+def _circuit_breaker_panels() -> list[Panel]:
+    sel = BREAKER_SELECTOR
+    return [
+        _series("Circuit breakers", "short",
+                "State of each circuit breaker (0 closed, 1 half-open, 2 open), by namespace "
+                "and key: `kubectl get circuitbreakers` for the details.",
+                _query(f"max by (namespace, key) (kubedag_circuit_state{{{sel}}})",
+                       "{{namespace}}/{{key}}")),
+        _series("Stages held by circuit breakers, and trips", "short",
+                "Stages waiting on an open breaker now (Pending or Retrying, reason "
+                "CircuitOpen), and breakers tripping, by key.",
+                _query(f"sum by (key) (kubedag_circuit_held_stages{{{sel}}})", "held {{key}}"),
+                _query(f"sum by (key) (increase(kubedag_circuit_trips_total{{{sel}}}"
+                       f"[{RATE}]))", "trips {{key}}")),
+    ]
+
+
 def overview() -> dict[str, Any]:
     sel = SELECTOR
     rows: list[tuple[str, list[Panel]]] = [
@@ -174,6 +195,7 @@ def overview() -> dict[str, Any]:
                            "p50 {{pipeline}}"),
                     _query(_quantile(0.95, "kubedag_stage_queue_seconds", "pipeline", sel),
                            "p95 {{pipeline}}")),
+            *_circuit_breaker_panels(),
         ]),
         ("Stage cache", [
             _stat("Cache hit ratio", "percentunit",

@@ -138,7 +138,8 @@ def crds(cluster: Cluster) -> None:
     # A CRD just created may have no status yet, which `kubectl wait` reports as an error.
     wait_for(lambda: cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=30s", "crd/pipelines.kubedag.io",
-        "crd/pipelineruns.kubedag.io", check=False).returncode == 0,
+        "crd/pipelineruns.kubedag.io", "crd/circuitbreakers.kubedag.io",
+        check=False).returncode == 0,
              what="the CRDs Established", timeout=60)
 
 

@@ -149,6 +149,10 @@ def test_every_dashboard_query_returns_data(cluster: Cluster, namespace: str,
         assert queued["status"]["phase"] == "Succeeded", queued["status"]
     finally:
         delete_queues(cluster.api_client, queues)
+    # A dependency that is down (exit 75) trips its circuit breaker (the breaker panels).
+    create_run(cluster, namespace, "down", {"pipelineSpec": pipeline(cluster, [
+        stage("call", exit_code=75, breaker={"key": "metrics-dep", "consecutiveFailures": 1})])})
+    wait_phase(cluster, namespace, "down", timeout=60)
     time.sleep(4)  # a few more scrapes after the last transition
     end = time.time()
 

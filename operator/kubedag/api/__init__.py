@@ -5,6 +5,15 @@ with `to_k8s`, which drops unset fields.
 """
 
 from kubedag.api._base import ApiModel, to_k8s
+from kubedag.api.breaker import (
+    BreakerState,
+    BreakerThresholds,
+    CircuitBreaker,
+    CircuitBreakerSpec,
+    CircuitBreakerStatus,
+    ForcedState,
+    StageBreaker,
+)
 from kubedag.api.cache import (
     RunCacheMode,
     StageCache,
@@ -50,6 +59,11 @@ __all__ = [
     "DEFAULT_GPU_RESOURCE",
     "AccessMode",
     "ApiModel",
+    "BreakerState",
+    "BreakerThresholds",
+    "CircuitBreaker",
+    "CircuitBreakerSpec",
+    "CircuitBreakerStatus",
     "ClaimReference",
     "ClaimSpec",
     "Condition",
@@ -57,6 +71,7 @@ __all__ = [
     "EnvVar",
     "FanOut",
     "FanOutStatus",
+    "ForcedState",
     "OutputSpec",
     "ParamSpec",
     "ParamType",
@@ -76,6 +91,7 @@ __all__ = [
     "RunPhase",
     "RunProgress",
     "Stage",
+    "StageBreaker",
     "StageCache",
     "StageCacheEntry",
     "StageCacheEntrySpec",

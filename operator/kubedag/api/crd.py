@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from kubedag.api.breaker import CircuitBreaker, CircuitBreakerSpec, CircuitBreakerStatus
 from kubedag.api.cache import StageCacheEntry, StageCacheEntrySpec, StageCacheEntryStatus
 from kubedag.api.pipeline import Pipeline, PipelineSpec, PipelineStatus
 from kubedag.api.run import PipelineRun, PipelineRunSpec
@@ -154,6 +155,48 @@ KINDS: tuple[Kind, ...] = (
                 "type": "date",
                 "jsonPath": ".spec.expireTime",
                 "description": "When it stops being reused (cache.maxAge).",
+            },
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="CircuitBreaker",
+        plural="circuitbreakers",
+        short_names=("cb",),
+        model=CircuitBreaker,
+        spec=CircuitBreakerSpec,
+        status=CircuitBreakerStatus,
+        printer_columns=(
+            {
+                "name": "Key",
+                "type": "string",
+                "jsonPath": ".spec.key",
+                "description": "The stage key guarded: a breaker.key, processor or image.",
+            },
+            {
+                "name": "State",
+                "type": "string",
+                "jsonPath": ".status.state",
+                "description": "Closed, Open or HalfOpen.",
+            },
+            {
+                "name": "Failures",
+                "type": "integer",
+                "jsonPath": ".status.consecutiveFailures",
+                "description": "Counted failures since the last success.",
+            },
+            {
+                "name": "Opened",
+                "type": "date",
+                "jsonPath": ".status.openedTime",
+                "description": "When the breaker last opened.",
+            },
+            {
+                "name": "Trips",
+                "type": "integer",
+                "jsonPath": ".status.trips",
+                "priority": 1,
+                "description": "How often it has opened.",
             },
             _AGE,
         ),

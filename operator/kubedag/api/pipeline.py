@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from kubedag.api._base import MAX_SHORT_TEXT, ApiModel, LabelledName, cel_rule
+from kubedag.api.breaker import StageBreaker
 from kubedag.api.cache import StageCache
 from kubedag.api.conditions import Condition
 from kubedag.api.params import ParamSpec
@@ -77,6 +78,11 @@ class PipelineDefaults(ApiModel):
         default=None,
         description="The `cache` of every stage, merged field by field under each stage's own "
         "(`cache: {enabled: false}` on a stage opts it out).",
+    )
+    breaker: StageBreaker | None = Field(
+        default=None,
+        description="Circuit breaker settings of every stage, field by field under the "
+        "stage's own `breaker` (e.g. `enabled: false` to opt the whole pipeline out).",
     )
 
 

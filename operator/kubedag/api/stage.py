@@ -18,6 +18,7 @@ from kubedag.api._base import (
     about_the_stage,
     cel_rule,
 )
+from kubedag.api.breaker import StageBreaker
 from kubedag.api.cache import StageCache
 from kubedag.api.resources import Resources, Toleration
 from kubedag.api.retry import RetryPolicy
@@ -315,6 +316,17 @@ class Stage(ApiModel):
         "stage Succeeded with reason `Cached` and the stored outputs, without a Job; a miss "
         "says why in the stage's `cache` status. Only Succeeded stages are stored; a fan-out "
         "stage is cached as a whole. Merged field by field over `spec.defaults.cache`.",
+    )
+    breaker: StageBreaker | None = Field(
+        default=None,
+        description="The stage's circuit breaker: attempts of stages that share a key (this "
+        "`key`, else the processor, else the image) in a namespace share one CircuitBreaker. "
+        "Infrastructure failures (OOMKilled, PodLost, ImagePullFailed, DeadlineExceeded, "
+        "JobLost) and exit code 75 count; after `consecutiveFailures` in a row, or a "
+        "`failureRatio` over the window, it opens and new attempts stay Pending with reason "
+        "`CircuitOpen` (using neither retries nor timeoutSeconds) until a probe attempt "
+        "succeeds. Unset fields: `spec.defaults.breaker`, then the defaults; "
+        "`enabled: false` opts the stage out.",
     )
     outputs: list[OutputSpec] | None = Field(
         default=None,

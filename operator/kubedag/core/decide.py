@@ -29,6 +29,8 @@ from kubedag.api import (
 )
 from kubedag.api.cache import RunCacheMode, StageCacheStatus
 from kubedag.core import reasons
+from kubedag.core.breaker import AttemptReport, BreakerView, breaker_key, classify, stage_policy
+from kubedag.core.breaker import thresholds_of as breaker_thresholds
 from kubedag.core.cache import (
     EMPTY_CACHE,
     CacheIndex,
@@ -114,6 +116,9 @@ class RunFacts:
     workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
     # The stage cache's entries (read only): consulted for stages with a `cache`.
     cache: CacheIndex = EMPTY_CACHE
+    # The circuit breakers of the run's namespace that limit attempts now, by key (read-only;
+    # a key that is absent lets every attempt start). See kubedag.core.breaker.
+    breakers: Mapping[str, BreakerView] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,6 +140,8 @@ class _Pass:
     cached: list[str] = field(default_factory=list)
     # Announced after the stage events of the same pass, so Events read in order.
     finished_event: Event | None = None
+    # Attempts started this pass under each breaker's allowance, by key.
+    breaker_used: dict[str, int] = field(default_factory=dict)
 
     @property
     def stamp(self) -> datetime:
@@ -388,6 +395,7 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
         return
     update.update(exit_code=result.exit_code, message=clip(result.message), usage=result.usage,
                   reason=result.reason or reasons.EXIT_CODE, queued_time=None)
+    _report_to_breaker(p, stage, result)
     too_large = _outputs_too_large(p, result.outputs)
     if result.outcome is Outcome.SUCCEEDED and too_large:
         update.update(phase=StagePhase.FAILED, finish_time=result.finished or p.stamp,
@@ -590,6 +598,7 @@ def _running_count(p: _Pass) -> int:
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
     ready = _serve_from_cache(p, ready)
+    ready = _admitted_by_breakers(p, ready)
     limit = p.pipeline.max_parallel_stages
     # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
     room = len(ready) if limit is None else max(limit - _running_count(p), 0)
@@ -615,6 +624,7 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
             _fail_stage(p, stage, str(error), reasons.INVALID_REFERENCE)
             continue
         p.plan.create_jobs.append(manifest)
+        _debit_breaker(p, stage)
         # message and reason describe the attempt now running (the last failure's Event
         # stays); exitCode keeps the last failed attempt's code.
         job = manifest["metadata"]["name"]
@@ -630,6 +640,68 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
         p.checkpoints[stage.name] = cp.model_copy(update=update)
         label = stage.name if attempt == 1 else f"{stage.name} (attempt {attempt})"
         (p.started if p.queueing is None else p.queued).append(label)
+
+
+# --- circuit breakers: the logic is kubedag.core.breaker's, these are decide()'s hooks -----------
+
+def _breaker_key(p: _Pass, stage: Stage) -> str | None:
+    return breaker_key(stage, p.pipeline.defaults, stage_image(stage, p.pipeline, p.settings))
+
+
+def _admitted_by_breakers(p: _Pass, ready: list[Stage]) -> list[Stage]:
+    """The ready stages their breakers let start now; the others are held."""
+    if not p.facts.breakers:
+        return ready
+    admitted = []
+    for stage in ready:
+        key = _breaker_key(p, stage)
+        view = p.facts.breakers.get(key) if key is not None else None
+        if key is None or view is None or view.allowance is None:
+            admitted.append(stage)
+        elif p.breaker_used.get(key, 0) < view.allowance:
+            p.breaker_used[key] = p.breaker_used.get(key, 0) + 1
+            admitted.append(stage)
+        else:
+            held_by_breaker(p, stage, key, view)
+    return admitted
+
+
+def held_by_breaker(p: _Pass, stage: Stage, key: str, view: BreakerView) -> None:
+    """The one place a stage is held by an open breaker: it waits with reason CircuitOpen -
+    Pending, or Retrying for a retry that was due - with no Job, so the wait uses neither a
+    retry nor the stage's timeout. (A stage with a fallback should run its fallback here
+    instead of waiting.)"""
+    p.plan.breaker_held[key] = p.plan.breaker_held.get(key, 0) + 1
+    if view.half_open_time is not None:
+        p.wake_at(view.half_open_time)
+    cp = p.checkpoints.get(stage.name) or StageCheckpoint()
+    message = view.hold_message(key)
+    if cp.reason == reasons.CIRCUIT_OPEN and cp.message == message:
+        return
+    if cp.reason != reasons.CIRCUIT_OPEN:
+        p.event("Warning", reasons.CIRCUIT_OPEN, f"Stage {stage.name} held: {message}")
+    p.checkpoints[stage.name] = cp.model_copy(
+        update={"reason": reasons.CIRCUIT_OPEN, "message": message})
+
+
+def _debit_breaker(p: _Pass, stage: Stage) -> None:
+    """An attempt started under a breaker's allowance: the shell debits it."""
+    key = _breaker_key(p, stage) if p.facts.breakers else None
+    if key is not None and key in p.facts.breakers:
+        p.plan.breaker_starts.setdefault(key, []).append(stage.name)
+
+
+def _report_to_breaker(p: _Pass, stage: Stage, result: AttemptResult) -> None:
+    """A finished attempt of a stage with a breaker: the shell folds it into the breaker."""
+    key = _breaker_key(p, stage)
+    if key is None:
+        return
+    p.plan.breaker_reports.append(AttemptReport(
+        key=key, stage=stage.name,
+        verdict=classify(result.outcome, result.reason, result.exit_code),
+        reason=result.reason or (reasons.EXIT_CODE if result.exit_code else None),
+        time=result.finished or p.stamp,
+        thresholds=breaker_thresholds(stage_policy(stage, p.pipeline.defaults))))
 
 
 def _outputs(p: _Pass) -> dict[str, dict[str, Any] | None]:

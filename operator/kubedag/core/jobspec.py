@@ -83,6 +83,13 @@ def fan_out_items(stage: Stage, params: Mapping[str, Any]) -> list[Any] | None:
     return value
 
 
+def stage_image(stage: Stage, pipeline: PipelineSpec, settings: JobSettings) -> str:
+    """The image a stage's pods run: its own, else (a processor stage) the pipeline's default
+    worker image, else the operator's."""
+    defaults = pipeline.defaults
+    return stage.image or (defaults.image if defaults else None) or settings.worker_image
+
+
 def run_labels(run: RunIdentity, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "kubedag",
@@ -131,13 +138,6 @@ def build_claim(run: RunIdentity, template: VolumeClaimTemplate) -> dict[str, An
         metadata["annotations"] = dict(meta.annotations)
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
             "spec": spec}
-
-
-def stage_image(stage: Stage, pipeline: PipelineSpec, settings: JobSettings) -> str:
-    """The image the stage's container runs: its own, else the pipeline's default worker
-    image, else the operator's."""
-    defaults = pipeline.defaults
-    return stage.image or (defaults.image if defaults else None) or settings.worker_image
 
 
 def build_job(

@@ -8,6 +8,7 @@ restarts without any bookkeeping written before the create.
 from __future__ import annotations
 
 import hashlib
+import re
 
 # What stands for the Pipeline of a run with an inline pipelineSpec (in metrics' `pipeline`
 # label, and in the stage cache, where such runs' entries explain each other's misses).
@@ -47,3 +48,18 @@ def workspace_claim_name(run: str) -> str:
         return name
     suffix = f"-{_digest(run)}-workspace"
     return run[: MAX_CLAIM_NAME - len(suffix)].rstrip("-.") + suffix
+
+
+_NOT_IN_A_LABEL = re.compile(r"[^a-z0-9]+")
+
+
+def breaker_name(key: str) -> str:
+    """The CircuitBreaker object of a breaker key (an image such as `ghcr.io/x/y:1.2`, a
+    processor such as `pkg.mod:fn`, or a user's label): a DNS-1123 label that stays
+    recognisable, with a hash of the key whenever the key had to be changed to fit, so two
+    keys that read alike (`a:b`, `a/b`) never share an object."""
+    slug = _NOT_IN_A_LABEL.sub("-", key.lower()).strip("-") or "key"
+    if slug == key and len(slug) <= MAX_JOB_NAME:
+        return slug
+    suffix = f"-{_digest(key)}"
+    return slug[: MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix

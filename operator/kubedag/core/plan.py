@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedag.api import PipelineRunStatus
+from kubedag.core.breaker import AttemptReport
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,9 @@ class Plan:
     # (stage, result, reason) of each cache lookup this pass: result "hit" (reason Cached) or
     # "miss" (reason NoEntry, Changed, NoDigest, Expired, Disabled or Overwrite).
     cache_lookups: list[tuple[str, str, str]] = field(default_factory=list)
+    # Circuit breakers (kubedag.core.breaker), by key: the stages that started an attempt
+    # under a breaker's allowance (the shell debits it at once, before any await), how many
+    # stages wait held by one now, and every finished attempt of a stage with a breaker.
+    breaker_starts: dict[str, list[str]] = field(default_factory=dict)
+    breaker_held: dict[str, int] = field(default_factory=dict)
+    breaker_reports: list[AttemptReport] = field(default_factory=list)

@@ -94,3 +94,17 @@ STAGES_SCHEDULED: Final = "StagesScheduled"
 CONDITION_FITS: Final = "Fits"
 NO_NODE_FITS: Final = "NoNodeFits"
 STAGES_FIT: Final = "StagesFit"
+
+# Circuit breakers (kubedag.core.breaker). A stage held by an open breaker: the checkpoint's
+# reason (phase Pending, or Retrying for a held retry) and the run's Warning Event.
+CIRCUIT_OPEN: Final = "CircuitOpen"
+# Transitions of a CircuitBreaker: the reason of its `Open` condition and of its Events.
+CIRCUIT_TRIPPED: Final = "Tripped"  # counted failures reached a threshold: Closed -> Open
+CIRCUIT_HALF_OPENED: Final = "HalfOpened"  # openSeconds passed: one probe may run
+CIRCUIT_PROBE_SUCCEEDED: Final = "ProbeSucceeded"  # -> Closed, held attempts released in waves
+CIRCUIT_PROBE_FAILED: Final = "ProbeFailed"  # -> Open again, openSeconds doubled
+CIRCUIT_RELEASE_FAILED: Final = "ReleaseFailed"  # a counted failure during the waves: -> Open
+CIRCUIT_RELEASED: Final = "Released"  # the waves are over: attempts run without limit
+CIRCUIT_FORCED_OPEN: Final = "ForcedOpen"  # spec.forceState: Open
+CIRCUIT_FORCED_CLOSED: Final = "ForcedClosed"  # spec.forceState: Closed
+CIRCUIT_FORCE_LIFTED: Final = "ForceLifted"  # spec.forceState removed

@@ -112,12 +112,14 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.watch_runs(lambda: list(state.runs.bodies.values()))
     metrics.watch_cache(lambda: [(e.namespace, e.pipeline)
                                  for e in state.stage_cache.index.entries()])
+    metrics.watch_breakers(state.reconciler.breakers.rows)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
     state.workers.append(asyncio.create_task(trim_periodically()))
     state.workers.append(asyncio.create_task(
         state.stage_cache.collect_periodically(config.cache_gc_seconds)))
+    state.workers.append(asyncio.create_task(state.reconciler.breakers.tick_forever()))
     if state.insights is not None:
         state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
 
@@ -131,7 +133,9 @@ async def cleanup(**_: Any) -> None:
         # saves the next operator that work (and keeps `kubectl get` current meanwhile).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(state.reconciler.writer.flush(),
-                                                  state.reconciler.events.drain()), timeout=10)
+                                                  state.reconciler.events.drain(),
+                                                  state.reconciler.breakers.flush()),
+                                   timeout=10)
 
 
 async def _worker(number: int) -> None:
@@ -171,7 +175,16 @@ def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
     return {} if summary is None else {ALL_NODES: summary}
 
 
+@kopf.index(GROUP, VERSION, "circuitbreakers")
+def kubedag_breakers(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """(namespace, key) -> the CircuitBreaker's body: complete before the first reconcile, so
+    that a restarted operator holds the stages its predecessor held."""
+    key = (body.get("spec") or {}).get("key")
+    return {(namespace, key): dict(body)} if isinstance(key, str) else {}
+
+
 def _bind(kwargs: dict[str, Any]) -> None:
+    state.reconciler.breakers.index = kwargs["kubedag_breakers"]
     state.indexes.jobs = kwargs["kubedag_jobs"]
     state.indexes.pods = kwargs["kubedag_pods"]
     state.indexes.nodes = kwargs["kubedag_nodes"]
@@ -294,6 +307,14 @@ async def cache_entry_event(body: kopf.Body, type: str | None, **kwargs: Any) ->
     index current with the rest: entries of another replica, deleted or edited ones."""
     _bind(kwargs)
     state.stage_cache.observed(dict(body), deleted=type == "DELETED")
+
+
+@kopf.on.event(GROUP, VERSION, "circuitbreakers")
+async def breaker_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+    """A CircuitBreaker changed: a person set forceState or thresholds, or deleted it; or the
+    operator's own write came back (nothing to do then)."""
+    _bind(kwargs)
+    state.reconciler.breakers.observe(dict(body), deleted=type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

@@ -25,6 +25,7 @@ from kubedag.shell.metrics import METRICS, Metrics
 PLURAL_RUNS = "pipelineruns"
 PLURAL_CACHE_ENTRIES = "stagecacheentries"
 PLURAL_PIPELINES = "pipelines"
+PLURAL_BREAKERS = "circuitbreakers"
 COMPONENT = "kubedag-operator"
 
 
@@ -247,8 +248,36 @@ class Kube:
             if error.status not in (404, 409):
                 raise
 
-    async def post_event(self, run: RunRef, event: Event) -> None:
-        """Best effort: a lost Event must never fail a reconcile."""
+    async def create_breaker(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a CircuitBreaker; returns it as stored (None: one of that name exists)."""
+        namespace = manifest["metadata"]["namespace"]
+        self._wrote("create", PLURAL_BREAKERS)
+        path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{namespace}/"
+                f"{PLURAL_BREAKERS}")
+        try:
+            return await asyncio.to_thread(self._call, "POST", path, body=manifest)
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    async def patch_breaker_status(self, namespace: str, name: str,
+                                   patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch a CircuitBreaker's status; returns it as stored (None: it is gone)."""
+        self._wrote("patch", f"{PLURAL_BREAKERS}/status")
+        path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{namespace}/"
+                f"{PLURAL_BREAKERS}/{name}/status")
+        try:
+            return await asyncio.to_thread(self._call, "PATCH", path, body={"status": patch},
+                                           content_type="application/merge-patch+json")
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def post_event(self, run: RunRef, event: Event, kind: str = "PipelineRun") -> None:
+        """Best effort: a lost Event must never fail a reconcile. ``run``: the object the
+        Event is about, a PipelineRun unless ``kind`` says otherwise."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
@@ -257,8 +286,8 @@ class Kube:
                          "namespace": run.namespace},
             "involvedObject": {
                 "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
-                "kind": "PipelineRun", "name": run.name, "namespace": run.namespace,
-                "uid": run.uid},
+                "kind": kind, "name": run.name, "namespace": run.namespace,
+                **({"uid": run.uid} if run.uid else {})},
             "reason": event.reason, "message": event.message[:1024], "type": event.type,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,

@@ -23,7 +23,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -154,6 +154,11 @@ class Metrics:
             "Mean GPU utilization (0 to 1) of a stage attempt over its pod's GPUs, as its worker "
             "measured it through NVML (attempts without a GPU reading are not observed).",
             ["namespace", "pipeline", "stage"], buckets=RATIO_BUCKETS, registry=r)
+        self.circuit_trips = Counter(
+            "kubedag_circuit_trips_total",
+            "Times a circuit breaker opened on counted failures (reasons Tripped, ProbeFailed, "
+            "ReleaseFailed; not spec.forceState), by namespace and breaker key.",
+            ["namespace", "key"], registry=r)
         # The worker's usage report (ResourceUsage, camelCase) -> the histogram of each field.
         self._usage_histograms = (
             ("cpuSeconds", self.stage_cpu), ("peakRssBytes", self.stage_memory),
@@ -464,6 +469,44 @@ class RunStateCollector(Collector):
             yield state
 
 
+@dataclass(frozen=True)
+class BreakerRow:
+    """What one circuit breaker contributes to the state series."""
+
+    namespace: str
+    key: str
+    state: str  # Closed, HalfOpen, Open
+    held: int  # stages waiting on it now
+
+
+# kubedag_circuit_state's values: the higher, the fewer attempts get through.
+CIRCUIT_STATE_VALUES = {"Closed": 0, "HalfOpen": 1, "Open": 2}
+
+
+class BreakerCollector(Collector):
+    """Reports every circuit breaker's state and held stages at scrape time."""
+
+    def __init__(self, source: Callable[[], Iterable[BreakerRow]]) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "kubedag_circuit_state",
+            "State of each circuit breaker: 0 closed, 1 half-open, 2 open.",
+            labels=["namespace", "key"])
+        held = GaugeMetricFamily(
+            "kubedag_circuit_held_stages",
+            "Stages waiting on each circuit breaker now (Pending or Retrying, reason "
+            "CircuitOpen).", labels=["namespace", "key"])
+        for row in sorted(self.source(), key=lambda r: (r.namespace, r.key)):
+            state.add_metric([row.namespace, row.key], CIRCUIT_STATE_VALUES.get(row.state, 0))
+            held.add_metric([row.namespace, row.key], row.held)
+        yield from (state, held)
+
+
 # --- the operator's registry ---------------------------------------------------------------------
 
 def new_registry() -> CollectorRegistry:
@@ -476,19 +519,28 @@ def new_registry() -> CollectorRegistry:
 
 REGISTRY = new_registry()
 METRICS = Metrics(REGISTRY)
-_watching: list[RunStateCollector] = []
+# The state collectors registered on the operator's registry, by kind: registering one again
+# (a restarted startup handler, a test) replaces the old one instead of reporting twice.
+_watching: dict[type[Collector], Collector] = {}
+
+
+_C = TypeVar("_C", bound=Collector)
+
+
+def _watch(collector: _C, registry: CollectorRegistry) -> _C:
+    if registry is REGISTRY:
+        old = _watching.pop(type(collector), None)
+        if old is not None:
+            REGISTRY.unregister(old)
+        _watching[type(collector)] = collector
+    registry.register(collector)
+    return collector
 
 
 def watch_runs(source: Callable[[], Iterable[Mapping[str, Any]]],
                registry: CollectorRegistry = REGISTRY) -> RunStateCollector:
     """Report the state series of the runs ``source`` returns (once per registry)."""
-    collector = RunStateCollector(source)
-    if registry is REGISTRY:
-        for old in _watching:
-            REGISTRY.unregister(old)
-        _watching[:] = [collector]
-    registry.register(collector)
-    return collector
+    return _watch(RunStateCollector(source), registry)
 
 
 class CacheEntriesCollector(Collector):
@@ -511,20 +563,17 @@ class CacheEntriesCollector(Collector):
         yield entries
 
 
-_watching_cache: list[CacheEntriesCollector] = []
-
-
 def watch_cache(source: Callable[[], Iterable[tuple[str, str]]],
                 registry: CollectorRegistry = REGISTRY) -> CacheEntriesCollector:
     """Report the size of the stage cache whose entries' (namespace, pipeline) ``source``
     returns."""
-    collector = CacheEntriesCollector(source)
-    if registry is REGISTRY:
-        for old in _watching_cache:
-            REGISTRY.unregister(old)
-        _watching_cache[:] = [collector]
-    registry.register(collector)
-    return collector
+    return _watch(CacheEntriesCollector(source), registry)
+
+
+def watch_breakers(source: Callable[[], Iterable[BreakerRow]],
+                   registry: CollectorRegistry = REGISTRY) -> BreakerCollector:
+    """Report the circuit breakers ``source`` returns (once per registry)."""
+    return _watch(BreakerCollector(source), registry)
 
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:

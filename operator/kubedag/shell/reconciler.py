@@ -32,6 +32,7 @@ from kubedag.core.jobspec import RunIdentity
 from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Plan
+from kubedag.shell.breakers import Breakers
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
 from kubedag.shell.events import EventBuffer
@@ -76,6 +77,8 @@ class Reconciler:
         self.indexes = indexes
         self.events = EventBuffer(kube.post_event)
         self.budget = StageBudget(settings.max_running_stages)
+        self.breakers = Breakers(kube, self.metrics)
+        self.breakers.wake = self._wake_run
         # Parsed models by run UID, reused while the object has not changed: validating a
         # 1,000-stage spec and status on every pass was half of a reconcile's CPU (py-spy).
         self._specs: dict[str, tuple[int, PipelineRunSpec]] = {}
@@ -87,6 +90,10 @@ class Reconciler:
         self.wake: Callable[[RunKey], None] = lambda _key: None
         # Compute time (not I/O) of each run's last pass, for pacing its next one.
         self.pass_cost: dict[RunKey, float] = {}
+
+    def _wake_run(self, key: RunKey) -> None:
+        """Through `wake` as it is when called: the handlers set it after construction."""
+        self.wake(key)
 
     async def reconcile(self, key: RunKey) -> float | None:
         """Returns seconds until the run wants another pass, if it does."""
@@ -111,13 +118,14 @@ class Reconciler:
                 self._decided.pop(ref.uid, None)
                 self.writer.forget(ref.uid)
             self._settle_budget(key, body, None)
+            self.breakers.forget_run(key)
             return None
         referenced = await self._referenced_pipeline(body)
         resumed = await self._resumed_body(body)
         now = datetime.now(UTC)
         computing = time.perf_counter()
         try:
-            facts = self._facts(body, referenced, resumed)
+            facts = self._facts(body, referenced, now, resumed)
         except ValidationError as error:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
@@ -128,6 +136,9 @@ class Reconciler:
         if plan.cache_lookups:
             self.metrics.record_cache_lookups(meta["namespace"], pipeline_of(body),
                                               plan.cache_lookups)
+        # Before any await: another run's pass must see this one's debits (a half-open
+        # breaker's single probe).
+        self.breakers.apply(key, plan, now)
         desired = to_k8s(plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
@@ -157,6 +168,7 @@ class Reconciler:
         self._decided.pop(uid, None)
         self.writer.forget(uid)
         self.stage_cache.index.note_fills(key[0], key[1], frozenset())
+        self.breakers.forget_run(key)
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
@@ -186,7 +198,7 @@ class Reconciler:
         return await self.kube.get_run(meta["namespace"], spec["resumeFrom"])
 
     def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None,
-               resumed_body: dict[str, Any] | None = None) -> RunFacts:
+               now: datetime, resumed_body: dict[str, Any] | None = None) -> RunFacts:
         meta = body["metadata"]
         uid = meta["uid"]
         spec = self._parsed_spec(uid, int(meta.get("generation", 1)), body)
@@ -224,6 +236,7 @@ class Reconciler:
             nodes=self.indexes.node_list() if spec.dry_run else None,
             workloads=workloads,
             cache=self.stage_cache.index,
+            breakers=self.breakers.views(meta["namespace"], now),
         )
 
     async def _execute(self, ref: RunRef, body: dict[str, Any], plan: Plan,

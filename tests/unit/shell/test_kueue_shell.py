@@ -61,7 +61,7 @@ def test_a_runs_facts_hold_the_workloads_of_its_jobs_only() -> None:
                          ("elsewhere", "run-a-1"): [other]}
     reconciler = Reconciler(FakeKube(), OperatorSettings(), RunCache(),  # type: ignore[arg-type]
                             indexes)
-    run_facts = reconciler._facts(_run_body({"queueName": "q"}), None)
+    run_facts = reconciler._facts(_run_body({"queueName": "q"}), None, T0)
     assert dict(run_facts.workloads) == {"run-a-1": mine}
 
 
