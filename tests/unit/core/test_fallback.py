@@ -84,7 +84,7 @@ def first_failure(spec_stages: list[dict[str, Any]], **pipeline_fields: Any
 
 
 def test_a_failed_stage_starts_its_fallback_and_stays_in_flight() -> None:
-    f, plan = first_failure([stage("a", fallback=FALLBACK), stage("b", "a")])
+    _, plan = first_failure([stage("a", fallback=FALLBACK), stage("b", "a")])
 
     assert phases(plan) == {"a": F}
     cp = checkpoint(plan, "a")
@@ -192,13 +192,15 @@ def test_the_fallback_retries_under_its_own_policy() -> None:
 
 
 def test_a_running_fallback_holds_a_place_in_max_parallel_stages() -> None:
-    f, plan = first_failure([stage("a", fallback=FALLBACK), stage("b"), stage("c", "b")],
-                            maxParallelStages=2)
-    # a's fallback took a's place; b still runs: c waits for b, nothing else may start.
-    assert started(plan) == ["a"]
-    f = step(f, plan, now=at(20), pods=[pod("b")])
+    f, plan = first_failure([stage("a", fallback=FALLBACK), stage("b")], maxParallelStages=1)
+    # a's fallback takes a's place: b waits until it has finished.
+    assert [m["metadata"]["name"] for m in plan.create_jobs] == ["run-a-fb1"]
+    f = step(f, plan, now=at(20))
     plan = decide(f, at(20))
-    assert started(plan) == ["c"]
+    assert not plan.create_jobs
+    f = step(f, plan, now=at(30), pods=[fb_pod("a")])
+    plan = decide(f, at(30))
+    assert started(plan) == ["b"]
 
 
 def test_cancel_stops_a_running_fallback() -> None:
@@ -236,7 +238,8 @@ def test_when_reads_a_recovered_stage_as_succeeded_with_its_reason() -> None:
 def test_a_stage_recovered_in_the_earlier_run_is_reused_by_resume_from() -> None:
     recovered = StageCheckpoint(phase=F, reason=reasons.OOM_KILLED, fallback=FallbackCheckpoint(
         phase=S, outputs={"rows": 5}))
-    spec = pipeline(stage("a", fallback=FALLBACK), stage("b", "a", args=["$(stages.a.outputs.rows)"]))
+    spec = pipeline(stage("a", fallback=FALLBACK),
+                    stage("b", "a", args=["$(stages.a.outputs.rows)"]))
     f = facts(spec, run_spec={"resumeFrom": "old"}, resume_checkpoints={"a": recovered})
     plan = decide(f, at(0))
     assert started(plan) == ["b"]
@@ -244,7 +247,7 @@ def test_a_stage_recovered_in_the_earlier_run_is_reused_by_resume_from() -> None
 
 
 def test_a_rejected_fallback_job_fails_the_fallback_not_the_stage_again() -> None:
-    f, plan = first_failure([stage("a", fallback=FALLBACK)])
+    _, plan = first_failure([stage("a", fallback=FALLBACK)])
     record_create_results(plan, {"a": "forbidden: quota"}, at(10))
     cp = checkpoint(plan, "a")
     assert cp.reason == reasons.EXIT_CODE
