@@ -19,6 +19,7 @@ from kubedag.api import (
     StagePhase,
     find_condition,
 )
+from kubedag.client.display import tree_rows
 from kubedag.core import reasons
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.fallback import effective_phase, fallback_stage
@@ -26,6 +27,7 @@ from kubedag.core.feedback import record_create_results
 from kubedag.core.naming import job_name
 from kubedag.core.observe import JobSummary, PodSummary, summarize_job, summarize_pod
 from kubedag.core.plan import Plan
+from kubedag.core.runview import RunResult
 from kubedag.core.validation import validate_pipeline
 from tests.unit.core.factories import (
     RUN,
@@ -290,3 +292,14 @@ def test_validation_names_the_fallbacks_fields() -> None:
     assert ("spec.stages[2].fallback.args[1]", "unknown param 'nope'") in errors
     assert not any(path == "spec.stages[2].fallback.args[2]" for path, _ in errors)
     assert ("spec.stages[3].fallback", "a fallback with a command needs an image") in errors
+
+
+def test_the_run_view_shows_a_recovered_stage_with_the_fallbacks_outputs() -> None:
+    f, plan = first_failure([stage("a", fallback=FALLBACK)])
+    f = step(f, plan, now=at(20), pods=[fb_pod("a", outputs={"rows": 42})])
+    plan = decide(f, at(20))
+    result = RunResult.from_status("run", "ns", plan.status, now=at(20))
+    view = result.stages["a"]
+    assert (view.phase, view.recovered, result.outputs("a")) == (F, True, {"rows": 42})
+    [row] = [r for r in tree_rows(result) if r.name == "a"]
+    assert (row.phase, row.message.split(" (")[0]) == ("Failed", "→ recovered by fallback")
