@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from kubernetes.client.exceptions import ApiException
+
 from kubedag.testbed import ANNOTATION_EXIT_CODE, ANNOTATION_MESSAGE
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.runs import (
@@ -172,3 +175,17 @@ def test_the_stage_uses_its_retries_before_the_fallback_which_retries_under_its_
     # Attempt by attempt: the fallback came after the stage's retry, its retry after it.
     assert (created["retries-extract-1"] <= created["retries-extract-2"]
             <= created["retries-extract-fb1"] <= created["retries-extract-fb2"])
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_api_server_refuses_a_fallback_that_cannot_run(
+    cluster: Cluster, namespace: str
+) -> None:
+    spec = {"pipelineSpec": pipeline(cluster, [
+        stage("extract", fallback={"command": ["recover"]}),
+    ])}
+    with pytest.raises(ApiException) as refused:
+        create_run(cluster, namespace, "refused", spec)
+    assert refused.value.status == 422
+    assert "stage extract: fallback: a fallback with a command needs an image" in str(
+        refused.value.body)
