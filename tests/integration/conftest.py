@@ -144,8 +144,10 @@ def crds(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crds: None) -> Iterator[OperatorProcess]:
-    # A short start-failure grace, so that tests of pods that cannot start end quickly.
-    process = OperatorProcess(cluster, {"KUBEDAG_START_FAILURE_GRACE_SECONDS": "3"})
+    # A short start-failure grace, so that tests of pods that cannot start end quickly; expired
+    # cache entries deleted within a second.
+    process = OperatorProcess(cluster, {"KUBEDAG_START_FAILURE_GRACE_SECONDS": "3",
+                                       "KUBEDAG_CACHE_GC_SECONDS": "1"})
     process.start()
     try:
         yield process

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
@@ -86,6 +87,13 @@ class OperatorProcess:
     def stop_all(cls) -> None:
         for process in cls.instances:
             process.stop()
+
+    def metrics(self) -> str:
+        """Its /metrics page, as Prometheus would scrape it."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+        return text
 
     @property
     def log_path(self) -> Path:

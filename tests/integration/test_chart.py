@@ -222,13 +222,15 @@ def test_server_side_dry_run_then_install(cluster: Cluster,
         ("update", "pipelineruns.kubedag.io/finalizers"), ("create", "jobs.batch"),
         ("delete", "jobs.batch"), ("watch", "jobs.batch"), ("list", "pods"),
         ("watch", "pods"), ("create", "events"), ("list", "nodes"), ("watch", "nodes"),
+        ("create", "stagecacheentries.kubedag.io"), ("delete", "stagecacheentries.kubedag.io"),
+        ("watch", "stagecacheentries.kubedag.io"),
     ]
     denied = [
         ("delete", "nodes"), ("get", "secrets"), ("list", "secrets"), ("create", "pods"),
         ("delete", "pods"), ("patch", "pods"), ("create", "pipelineruns.kubedag.io"),
         ("patch", "pipelineruns.kubedag.io"), ("update", "pipelines.kubedag.io"),
         ("patch", "jobs.batch"), ("create", "deployments.apps"), ("escalate", "clusterroles"),
-        ("create", "serviceaccounts/token"),
+        ("create", "serviceaccounts/token"), ("patch", "stagecacheentries.kubedag.io"),
     ]
     _check_can_i(cluster, operator, namespace, allowed, denied)
 

@@ -314,3 +314,33 @@ def test_graph_of_a_run_is_coloured_by_phase(
     assert '"b" [style=filled, fillcolor="#ffcdd2"];' in dot.stdout  # Failed: red
     mermaid = cli("graph", "@latest", "--format", "mermaid").stdout
     assert "style s1 fill:#ffcdd2" in mermaid and "b<br/>Failed" in mermaid
+
+
+def test_explain_says_why_a_stage_hit_or_missed_and_the_cache_flags(
+    cli: Cli, running_operator: OperatorProcess
+) -> None:
+    def file(language: str) -> str:
+        return cli.pipeline_file("cached", [
+            stage("extract", args=["--language", language], outputs={"pages": 3},
+                  cache={"maxAge": "1h"}),
+            stage("report", "extract")])
+
+    first = created_name(cli("submit", "-f", file("en"), "--wait"))
+    second = created_name(cli("submit", "-f", file("en"), "--wait"))
+    verdicts = {v["stage"]: v for v in cli.json("explain", second)}
+    assert verdicts["extract"]["verdict"] == "hit", verdicts
+    assert verdicts["extract"]["detail"].startswith(f"from run {first}, filled ")
+    assert verdicts["report"]["verdict"] == "not cached"
+
+    changed = created_name(cli("submit", "-f", file("de"), "--wait"))
+    shown = cli("explain", changed)
+    assert shown.returncode == 0, shown.stderr
+    assert "miss" in shown.stdout and "args changed" in shown.stdout.replace("\n", " ")
+
+    no_cache = cli.json("explain", created_name(cli("submit", "-f", file("en"), "--wait",
+                                                    "--no-cache")))
+    assert no_cache[0]["detail"] == "Disabled"
+    overwrite = cli.json("explain", created_name(cli("submit", "-f", file("en"), "--wait",
+                                                     "--overwrite-cache")))
+    assert overwrite[0]["detail"] == "Overwrite"
+    assert_one_line_error(cli("submit", "-f", file("en"), "--no-cache", "--overwrite-cache"))

@@ -5,6 +5,13 @@ with `to_k8s`, which drops unset fields.
 """
 
 from kubedag.api._base import ApiModel, to_k8s
+from kubedag.api.cache import (
+    RunCacheMode,
+    StageCache,
+    StageCacheEntry,
+    StageCacheEntrySpec,
+    StageCacheStatus,
+)
 from kubedag.api.conditions import (
     CONDITION_SUCCEEDED,
     CONDITION_VALID,
@@ -68,9 +75,14 @@ __all__ = [
     "Resources",
     "RetryPolicy",
     "RetryStrategy",
+    "RunCacheMode",
     "RunPhase",
     "RunProgress",
     "Stage",
+    "StageCache",
+    "StageCacheEntry",
+    "StageCacheEntrySpec",
+    "StageCacheStatus",
     "StageCheckpoint",
     "StagePhase",
     "StageType",

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from kubedag.api.cache import StageCacheEntry, StageCacheEntrySpec, StageCacheEntryStatus
 from kubedag.api.pipeline import Pipeline, PipelineSpec, PipelineStatus
 from kubedag.api.run import PipelineRun, PipelineRunSpec
 from kubedag.api.status import PipelineRunStatus
@@ -118,6 +119,41 @@ KINDS: tuple[Kind, ...] = (
                 "jsonPath": '.status.conditions[?(@.type=="Succeeded")].reason',
                 "priority": 1,
                 "description": "Reason of the Succeeded condition.",
+            },
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="StageCacheEntry",
+        plural="stagecacheentries",
+        short_names=("kdce",),
+        model=StageCacheEntry,
+        spec=StageCacheEntrySpec,
+        status=StageCacheEntryStatus,
+        printer_columns=(
+            {
+                "name": "Stage",
+                "type": "string",
+                "jsonPath": ".spec.stage",
+                "description": "The stage whose result it is.",
+            },
+            {
+                "name": "Pipeline",
+                "type": "string",
+                "jsonPath": ".spec.pipeline",
+                "description": "The pipeline it ran in.",
+            },
+            {
+                "name": "Run",
+                "type": "string",
+                "jsonPath": ".spec.sourceRun",
+                "description": "The run that filled it.",
+            },
+            {
+                "name": "Expires",
+                "type": "date",
+                "jsonPath": ".spec.expireTime",
+                "description": "When it stops being reused (cache.maxAge).",
             },
             _AGE,
         ),

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from kubedag.api._base import MAX_SHORT_TEXT, ApiModel, LabelledName, cel_rule
+from kubedag.api.cache import StageCache
 from kubedag.api.conditions import Condition
 from kubedag.api.params import ParamSpec
 from kubedag.api.resources import Toleration
@@ -71,6 +72,11 @@ class PipelineDefaults(ApiModel):
         default=None,
         description="The Kueue LocalQueue of runs that set no `spec.queueName` of their own "
         "(see PipelineRun `spec.queueName`).",
+    )
+    cache: StageCache | None = Field(
+        default=None,
+        description="The `cache` of every stage, merged field by field under each stage's own "
+        "(`cache: {enabled: false}` on a stage opts it out).",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from kubedag.api._base import ApiModel, LabelledName, StageName, cel_rule
+from kubedag.api.cache import RunCacheMode
 from kubedag.api.pipeline import MAX_STAGES, PipelineSpec
 from kubedag.api.status import PipelineRunStatus
 from kubedag.api.workspace import Workspace
@@ -129,6 +130,13 @@ class PipelineRunSpec(ApiModel):
         "deleted with it) or persistentVolumeClaim (an existing claim). Default: the "
         "pipeline's `defaults.workspace`; without either, each pod gets its own empty "
         "/workspace (an emptyDir) and stages share nothing but their outputs.",
+    )
+    cache: RunCacheMode = Field(
+        default=RunCacheMode.ENABLED,
+        description="How the run uses the stage cache (see a stage's `cache`): `Enabled` "
+        "reuses and stores results of cacheable stages; `Disabled` neither reads nor writes "
+        "it; `Overwrite` runs every stage and replaces the entries it finds (e.g. after a "
+        "tag moved to a new image).",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,

@@ -18,6 +18,7 @@ from kubedag.api._base import (
     about_the_stage,
     cel_rule,
 )
+from kubedag.api.cache import StageCache
 from kubedag.api.resources import Resources, Toleration
 from kubedag.api.retry import RetryPolicy
 
@@ -371,6 +372,15 @@ class Stage(ApiModel):
         le=1000,
         description="Among ready stages, higher priority starts first when `maxParallelStages` "
         "limits concurrency.",
+    )
+    cache: StageCache | None = Field(
+        default=None,
+        description="Reuse the stage's result from an earlier run when nothing it depends on "
+        "changed: its image digest, command, args or processor after substitution, the params "
+        "it reads, its upstream stages' outputs, its env and `cache.version`. A hit makes the "
+        "stage Succeeded with reason `Cached` and the stored outputs, without a Job; a miss "
+        "says why in the stage's `cache` status. Only Succeeded stages are stored; a fan-out "
+        "stage is cached as a whole. Merged field by field over `spec.defaults.cache`.",
     )
     outputs: list[OutputSpec] | None = Field(
         default=None,

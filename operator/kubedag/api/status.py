@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, field_serializer
 
 from kubedag.api._base import OPAQUE, ApiModel
+from kubedag.api.cache import StageCacheStatus
 from kubedag.api.conditions import Condition
 from kubedag.api.pipeline import PipelineSpec
 from kubedag.api.workspace import WorkspaceStatus
@@ -195,7 +196,8 @@ class StageCheckpoint(ApiModel):
         "Skipped: `WhenFalse` (lets dependants run), `UpstreamFailed`, `UpstreamSkipped`, "
         "or, for a stage that never started when the run ended, `RunFailed`, `RunCancelled`, "
         "`RunTimedOut`. Cancelled (was running when the run ended): `RunCancelled`, "
-        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom.",
+        "`RunTimedOut`. `StageReused` for a stage taken over from spec.resumeFrom. Succeeded: "
+        "`Cached` (its result came from the stage cache, see `cache`).",
     )
     message: str | None = Field(
         default=None,
@@ -226,6 +228,8 @@ class StageCheckpoint(ApiModel):
         "while it is not finished the stage counts as in flight; once it Succeeded the stage "
         "counts as done (recovered) with the fallback's outputs; once it Failed the stage "
         "fails as without a fallback.")
+    cache: StageCacheStatus | None = Field(
+        default=None, description="A cacheable stage's cache hit, or its miss and why.")
 
     @property
     def queued(self) -> bool:

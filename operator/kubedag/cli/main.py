@@ -37,7 +37,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kubedag.api import PipelineRun, to_k8s
+from kubedag.api import PipelineRun, RunCacheMode, to_k8s
 from kubedag.cli.graph import render_graph
 from kubedag.cli.loading import PYTHON_REFERENCE, Loaded, LoadError, load
 from kubedag.cli.localrun import run_locally
@@ -45,6 +45,7 @@ from kubedag.cli.params import ParamError, declared_types, parse_params
 from kubedag.client import Client, ClientError, RunHandle
 from kubedag.client.display import run_table
 from kubedag.client.objects import pipeline_name, result_of
+from kubedag.core.cache import explain_run
 from kubedag.core.params import resolve_params
 from kubedag.core.runview import (
     EXIT_CODES_HELP,
@@ -223,13 +224,23 @@ def submit(
     wait: WaitOpt = False,
     timeout: TimeoutOpt = None,
     output: OutputOpt = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Neither reuse nor store cached stage results "
+        "(spec.cache: Disabled).")] = False,
+    overwrite_cache: Annotated[bool, typer.Option(
+        "--overwrite-cache", help="Run cacheable stages and replace their cached results "
+        "(spec.cache: Overwrite).")] = False,
 ) -> None:
     """Submit a run of a pipeline; with --watch or --wait, exit with the run's exit code."""
     if watch and wait:
         raise UsageError("--watch and --wait exclude each other")
+    if no_cache and overwrite_cache:
+        raise UsageError("--no-cache and --overwrite-cache exclude each other")
     loaded = load(file)
     params = parse_params(param or [], declared_types(loaded.spec))
     run = _run_to_submit(loaded, params, name)
+    if no_cache or overwrite_cache:
+        run.spec.cache = RunCacheMode.DISABLED if no_cache else RunCacheMode.OVERWRITE
     client = _connection(ctx).client()
     if loaded.run is not None:
         for pipeline in loaded.pipelines:  # the run may reference them
@@ -254,6 +265,27 @@ def get(ctx: typer.Context, run: RunArg, output: OutputOpt = None) -> None:
         _emit(result.to_dict(), output)
     else:
         _show_run(result, obj)
+
+
+@app.command()
+def explain(ctx: typer.Context, run: RunArg, output: OutputOpt = None) -> None:
+    """Say how the stage cache served each stage of a run: a hit and from which run, or a miss
+    and why (which part of the stage's key changed since its latest cached result)."""
+    obj = _connection(ctx).client().run(run).get()
+    status = obj.status
+    pipeline = (status.pipeline_spec if status is not None else None) or obj.spec.pipeline_spec
+    if pipeline is None:
+        raise UsageError(f"run {obj.metadata.get('name')} has not started: nothing to explain")
+    verdicts = explain_run(pipeline, (status.stages if status else None) or {},
+                           datetime.now(UTC))
+    if output:
+        _emit([{"stage": v.stage, "verdict": v.verdict, "detail": v.detail, "key": v.key}
+               for v in verdicts], output)
+        return
+    table = Table("STAGE", "CACHE", "WHY", box=None, pad_edge=False)
+    for v in verdicts:
+        table.add_row(v.stage, v.verdict, v.detail)
+    _console().print(table)
 
 
 @app.command("ls")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubedag.api import (
+    FanOutStatus,
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
@@ -26,7 +27,20 @@ from kubedag.api import (
     Workspace,
     WorkspaceStatus,
 )
+from kubedag.api.cache import RunCacheMode, StageCacheStatus
 from kubedag.core import reasons
+from kubedag.core.cache import (
+    EMPTY_CACHE,
+    CacheIndex,
+    Hit,
+    StageInputs,
+    Wait,
+    age,
+    changes_between,
+    entry_manifest,
+    look_up,
+    stage_cache,
+)
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
 from kubedag.core.expressions import StageStatus
@@ -45,8 +59,15 @@ from kubedag.core.fallback import (
     start_fallback,
     stop_fallback,
 )
-from kubedag.core.jobspec import JobSettings, Queueing, RunIdentity, build_claim, build_job
-from kubedag.core.naming import job_name, workspace_claim_name
+from kubedag.core.jobspec import (
+    JobSettings,
+    Queueing,
+    RunIdentity,
+    build_claim,
+    build_job,
+    stage_image,
+)
+from kubedag.core.naming import INLINE_PIPELINE, job_name, workspace_claim_name
 from kubedag.core.observe import (
     AttemptResult,
     JobSummary,
@@ -75,6 +96,8 @@ PIPELINE_LOOKUP_PATIENCE = timedelta(seconds=60)
 # How long a pod may fail to start its container (image pull, configuration error) before
 # its attempt fails; the operator's KUBEDAG_START_FAILURE_GRACE_SECONDS.
 START_FAILURE_GRACE = timedelta(seconds=90)
+# How often a stage waiting for another run's identical stage looks for its cached result.
+CACHE_WAIT_POLL = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -92,8 +115,11 @@ class RunFacts:
     pods: Sequence[PodSummary]
     # Jobs this operator created recently: absent from the cache is not yet "lost".
     recently_created: frozenset[str] = frozenset()
-    # Checkpoints of spec.resumeFrom's run (None when not requested or not found).
+    # Checkpoints of spec.resumeFrom's run (None when not requested or not found), with the
+    # pipeline it ran and its resolved params (None: unknown, stages are compared by name only).
     resume_checkpoints: Mapping[str, StageCheckpoint] | None = None
+    resume_pipeline: PipelineSpec | None = None
+    resume_params: Mapping[str, Any] | None = None
     # Stages this run may start under the operator-wide budget (None: no budget).
     stage_room: int | None = None
     start_failure_grace: timedelta = START_FAILURE_GRACE
@@ -101,6 +127,8 @@ class RunFacts:
     nodes: Sequence[NodeCapacity] | None = None
     # Kueue's Workloads of the run's Jobs, by Job name (empty without Kueue).
     workloads: Mapping[str, WorkloadSummary] = field(default_factory=dict)
+    # The stage cache's entries (read only): consulted for stages with a `cache`.
+    cache: CacheIndex = EMPTY_CACHE
 
 
 @dataclass
@@ -119,6 +147,7 @@ class _Pass:
     queued: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
     # Announced after the stage events of the same pass, so Events read in order.
     finished_event: Event | None = None
 
@@ -429,6 +458,7 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
                       exit_code=None, finish_time=result.finished or p.stamp, message=None,
                       reason=None)
         p.succeeded.append(stage.name)
+        _fill_cache(p, stage, cp, result, update)
     else:
         policy = stage.retry or RetryPolicy()
         attempts = cp.attempts or 1
@@ -624,6 +654,7 @@ def _running_count(p: _Pass) -> int:
 
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
+    ready = _serve_from_cache(p, ready)
     limit = p.pipeline.max_parallel_stages
     # Fallbacks that are due go first: their stages started long before the ready ones.
     free = start_due_fallbacks(
@@ -695,6 +726,95 @@ def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | N
     return {s.name: _Echo(s.name) for s in pipeline.all_stages()}
 
 
+# --- the stage cache --------------------------------------------------------------------
+
+def _stage_inputs(p: _Pass, stage: Stage) -> StageInputs:
+    identity, ref = p.facts.identity, p.facts.spec.pipeline_ref
+    return StageInputs(namespace=identity.namespace,
+                       pipeline=ref.name if ref is not None else INLINE_PIPELINE,
+                       run=identity.name, stage=stage,
+                       image=stage_image(stage, p.pipeline, p.settings), params=p.params,
+                       outputs=_outputs(p))
+
+
+def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
+    """Ready cacheable stages about to make their first attempt: a hit succeeds at once (no
+    Job, no room used), a stage whose result another run is computing waits for it, a miss
+    starts with the reason recorded. Returns the stages still to start."""
+    to_start: list[Stage] = []
+    for stage in ready:
+        cache = stage_cache(stage, p.pipeline)
+        cp = p.checkpoints.get(stage.name) or StageCheckpoint()
+        if cache is None or cp.attempts:
+            to_start.append(stage)
+            continue
+        try:
+            found = look_up(p.facts.cache, _stage_inputs(p, stage), cache, p.facts.spec.cache,
+                            p.now)
+        except ValueError:
+            to_start.append(stage)  # a reference that cannot resolve: build_job says which
+            continue
+        if isinstance(found, Hit):
+            _reuse_cached(p, stage, found)
+        elif isinstance(found, Wait):
+            if cp.reason != reasons.WAITING_FOR_CACHE:
+                p.checkpoints[stage.name] = cp.model_copy(update={
+                    "reason": reasons.WAITING_FOR_CACHE,
+                    "message": f"waiting for run {found.run}, which is computing the same "
+                               "result (same cache key)"})
+            p.wake_at(p.now + CACHE_WAIT_POLL)
+        else:
+            p.plan.cache_lookups.append((stage.name, "miss", found.reason))
+            p.checkpoints[stage.name] = cp.model_copy(update={"cache": found.status()})
+            to_start.append(stage)
+    return to_start
+
+
+def _cache_fills(p: _Pass) -> frozenset[str]:
+    """The keys the run's in-flight stages are computing (other runs wait for them)."""
+    return frozenset(cp.cache.key for cp in p.checkpoints.values()
+                     if cp.cache is not None and cp.cache.key and not cp.cache.hit
+                     and cp.in_flight)
+
+
+def _reuse_cached(p: _Pass, stage: Stage, hit: Hit) -> None:
+    entry = hit.entry
+    how_old = age(p.now - entry.filled)
+    total = entry.fan_out_total
+    p.checkpoints[stage.name] = StageCheckpoint(
+        phase=StagePhase.SUCCEEDED, reason=reasons.CACHED,
+        message=f"cached result of run {entry.source_run}, {how_old} old",
+        outputs=dict(entry.outputs) if entry.outputs else None,
+        start_time=p.stamp, finish_time=p.stamp,
+        fan_out=FanOutStatus(succeeded=total, total=total) if total else None,
+        cache=StageCacheStatus(key=hit.key, hit=True, source_run=entry.source_run,
+                               filled_time=entry.filled))
+    p.cached.append(f"{stage.name} (run {entry.source_run}, {how_old} old)")
+    p.plan.cache_lookups.append((stage.name, "hit", reasons.CACHED))
+    p.wake_at(p.now)  # its dependants may be ready now
+
+
+def _fill_cache(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptResult,
+                update: dict[str, Any]) -> None:
+    """A cacheable stage succeeded: store its result under the key computed with the digest
+    its pods ran (none reported: nothing stored)."""
+    cache = stage_cache(stage, p.pipeline)
+    if cache is None or p.facts.spec.cache == RunCacheMode.DISABLED or not result.image_id:
+        return
+    try:
+        built = entry_manifest(_stage_inputs(p, stage), cache, result.image_id, result.outputs,
+                               result.total_indexes if stage.fan_out is not None else None,
+                               p.stamp)
+    except ValueError:
+        return
+    if built is None:
+        return
+    key, manifest = built
+    p.plan.cache_entries.append(manifest)
+    p.plan.overwrite_cache = p.facts.spec.cache == RunCacheMode.OVERWRITE
+    update["cache"] = (cp.cache or StageCacheStatus()).model_copy(update={"key": key})
+
+
 # --- stopping, resuming, deadlines ----------------------------------------------------------
 
 def _stop_everything(p: _Pass, reason: str, message: str) -> None:
@@ -760,13 +880,13 @@ def _reuse_finished_stages(p: _Pass) -> None:
     if not previous:
         return
     again = rerun_closure(p.pipeline, p.facts.spec.rerun_stages or [])
-    reused = []
-    for stage in p.pipeline.all_stages():
+    reused: list[str] = []
+    for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
         old = previous.get(stage.name)
         # A stage its fallback recovered counts as done: its (the fallback's) outputs are
         # reused with the rest of its checkpoint.
         reusable = (old is not None and effective_phase(old) == StagePhase.SUCCEEDED
-                    and stage.name not in again)
+                    and stage.name not in again and not _changed_since(p, stage, reused))
         if old is not None and reusable and stage.name not in p.checkpoints:
             p.checkpoints[stage.name] = old.model_copy(
                 update={"reason": reasons.STAGE_REUSED,
@@ -776,6 +896,36 @@ def _reuse_finished_stages(p: _Pass) -> None:
         p.event("Normal", reasons.RESUMED_FROM,
                 f"Reused {len(reused)} finished stage(s) of run {p.facts.spec.resume_from}: "
                 f"{short_list(reused)}")
+
+
+def _changed_since(p: _Pass, stage: Stage, reused: list[str]) -> bool:
+    """Whether the stage's key differs from what it was in spec.resumeFrom's run (its
+    definition, the params it reads, its upstream outputs: a dependency running again may
+    change them); if so an Event says what changed, and it runs again."""
+    before, params = p.facts.resume_pipeline, p.facts.resume_params
+    if before is None or params is None:
+        return False  # an old run without a snapshot: reused by name, as always
+    old_stage = next((s for s in before.all_stages() if s.name == stage.name), None)
+    rerun = [d for d in stage.depends_on or [] if d not in reused]
+    if old_stage is None:
+        changes = ["it is new"]
+    elif rerun:
+        changes = [f"upstream {', '.join(rerun)} runs again"]
+    else:
+        previous = p.facts.resume_checkpoints or {}
+        old_outputs = {name: cp.outputs for name, cp in previous.items()
+                       if cp.phase == StagePhase.SUCCEEDED}
+        identity = p.facts.identity
+        changes = changes_between(
+            StageInputs(identity.namespace, "", "", old_stage,
+                        stage_image(old_stage, before, p.settings), params, old_outputs),
+            stage_cache(old_stage, before),
+            _stage_inputs(p, stage), stage_cache(stage, p.pipeline))
+    if changes:
+        p.event("Normal", reasons.STAGE_CHANGED,
+                clip(f"Stage {stage.name} runs again although it succeeded in run "
+                     f"{p.facts.spec.resume_from}: {'; '.join(changes)}") or "")
+    return bool(changes)
 
 
 def _unschedulable_timeout(p: _Pass, stage: Stage) -> timedelta | None:
@@ -826,8 +976,10 @@ def _after_finish(facts: RunFacts, status: PipelineRunStatus, plan: Plan,
 
 
 def _summarize_events(p: _Pass) -> None:
-    """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events."""
+    """One Event per kind of transition per pass: a 1,000-stage fan-out is not 1,000 Events;
+    and the cache keys the run's in-flight stages are computing."""
     for reason, verb, stages in ((reasons.STAGE_SUCCEEDED, "Succeeded", p.succeeded),
+                                 (reasons.STAGE_CACHED, "Reused cached results of", p.cached),
                                  (reasons.STAGE_SKIPPED, "Skipped", p.skipped),
                                  (reasons.STAGE_QUEUED, "Queued", p.queued),
                                  (reasons.STAGE_STARTED, "Started", p.started)):
@@ -835,6 +987,8 @@ def _summarize_events(p: _Pass) -> None:
             p.plan.events.append(Event.listing(reason, verb, stages))
     if p.finished_event is not None:
         p.plan.events.append(p.finished_event)
+    # Not an Event, but told the same way, once the pass is over: the keys being computed.
+    p.plan.cache_fills = _cache_fills(p)
 
 
 def _announce_pause(p: _Pass) -> None:

@@ -137,6 +137,13 @@ def build_claim(run: RunIdentity, template: VolumeClaimTemplate) -> dict[str, An
             "spec": spec}
 
 
+def stage_image(stage: Stage, pipeline: PipelineSpec, settings: JobSettings) -> str:
+    """The image the stage's container runs: its own, else the pipeline's default worker
+    image, else the operator's."""
+    defaults = pipeline.defaults
+    return stage.image or (defaults.image if defaults else None) or settings.worker_image
+
+
 def build_job(
     *,
     run: RunIdentity,
@@ -165,7 +172,7 @@ def build_job(
     env = _environment(run, stage, attempt, params, outputs, settings)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": stage.image or (defaults.image if defaults else None) or settings.worker_image,
+        "image": stage_image(stage, pipeline, settings),
         "env": env,
         "resources": _resources(stage),
         "terminationMessagePolicy": "File",

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
+# What stands for the Pipeline of a run with an inline pipelineSpec (in metrics' `pipeline`
+# label, and in the stage cache, where such runs' entries explain each other's misses).
+INLINE_PIPELINE = "(inline)"
 MAX_JOB_NAME = 63  # Job names become label values (job-name), which are capped at 63.
 _HASH_LENGTH = 8
 

@@ -85,6 +85,9 @@ class PodSummary:
     exit_code: int | None = None
     termination_message: str | None = None
     terminated_reason: str | None = None
+    # The image the container ran, as the kubelet resolved it (containerStatuses[].imageID,
+    # e.g. `docker.io/library/busybox@sha256:…`): what a cache entry's key is computed from.
+    image_id: str | None = None
     started: datetime | None = None
     finished: datetime | None = None
     progress: float | None = None
@@ -139,6 +142,8 @@ class AttemptResult:
     reason: str | None = None  # CamelCase, from kubedag.core.reasons; set on every failure
     # The Job must be deleted (its pods cannot start and would wait forever).
     stop_job: bool = False
+    # Succeeded: the image its pods ran, as resolved by the kubelet (None: not reported).
+    image_id: str | None = None
     # Look again then (a start-failure grace period running out).
     recheck_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -216,7 +221,7 @@ def summarize_workload(body: dict[str, Any]) -> WorkloadSummary | None:
 def summarize_pod(body: dict[str, Any]) -> PodSummary:
     meta, status = body.get("metadata", {}), body.get("status") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    exit_code = message = reason = None
+    exit_code = message = reason = image_id = None
     finished = None
     waiting_reason = waiting_message = None
     for container in status.get("containerStatuses") or []:
@@ -227,6 +232,7 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
             message = terminated.get("message")
             reason = terminated.get("reason")
             finished = _parse_time(terminated.get("finishedAt"))
+            image_id = container.get("imageID") or None
         waiting = state.get("waiting")
         if waiting and waiting.get("reason") and waiting_reason not in START_FAILURES:
             waiting_reason, waiting_message = waiting.get("reason"), waiting.get("message")
@@ -265,6 +271,7 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
         exit_code=exit_code,
         termination_message=message,
         terminated_reason=reason,
+        image_id=image_id,
         started=_parse_time(status.get("startTime")),
         finished=finished,
         progress=progress,
@@ -362,6 +369,7 @@ def attempt_outcome(job: JobSummary | None, pods: list[PodSummary], *,
         return AttemptResult(
             Outcome.SUCCEEDED, exit_code=0, outputs=outputs, usage=usage, progress=1.0,
             finished=last, succeeded_indexes=len(succeeded), total_indexes=total,
+            image_id=next((p.image_id for p in succeeded.values() if p.image_id), None),
         )
     if job is not None and job.finished == "Failed":
         if job.reason == "BackoffLimitExceeded":

@@ -62,3 +62,14 @@ class Plan:
     waiting_for_room: int = 0
     # Whether the run's running stages count against that budget: not with a Kueue queue.
     uses_stage_budget: bool = True
+    # StageCacheEntry objects to create for cacheable stages that succeeded (AlreadyExists is
+    # fine: an identical stage filled it first), replacing existing ones with spec.cache
+    # Overwrite.
+    cache_entries: list[dict[str, Any]] = field(default_factory=list)
+    overwrite_cache: bool = False
+    # The cache keys the run's in-flight stages will fill: identical stages of other runs
+    # wait for them instead of computing the same result twice.
+    cache_fills: frozenset[str] = frozenset()
+    # (stage, result, reason) of each cache lookup this pass: result "hit" (reason Cached) or
+    # "miss" (reason NoEntry, Changed, NoDigest, Expired, Disabled or Overwrite).
+    cache_lookups: list[tuple[str, str, str]] = field(default_factory=list)

@@ -34,6 +34,22 @@ UPSTREAM_FAILED: Final = "UpstreamFailed"
 UPSTREAM_SKIPPED: Final = "UpstreamSkipped"
 STAGE_QUEUED: Final = "StageQueued"  # Jobs created suspended, waiting for Kueue's admission
 STAGE_EVICTED: Final = "StageEvicted"  # Kueue took an admitted stage's quota back (preemption)
+STAGE_CACHED: Final = "StageCached"  # stages whose result came from the stage cache
+# A Succeeded stage whose result came from the stage cache (the checkpoint's reason).
+CACHED: Final = "Cached"
+# A Pending stage waiting for an identical stage (same cache key) of another run to finish.
+WAITING_FOR_CACHE: Final = "WaitingForCache"
+# Why a cacheable stage missed (its checkpoint's cache.missReason, and the `reason` label of
+# kubedag_cache_lookups_total).
+CACHE_NO_ENTRY: Final = "NoEntry"
+CACHE_CHANGED: Final = "Changed"
+CACHE_NO_DIGEST: Final = "NoDigest"
+CACHE_EXPIRED: Final = "Expired"
+CACHE_DISABLED: Final = "Disabled"
+CACHE_OVERWRITE: Final = "Overwrite"
+# A resumed run's stage that succeeded in spec.resumeFrom's run but runs again: its definition
+# or inputs changed (the Event says which).
+STAGE_CHANGED: Final = "StageChanged"
 # A Pending stage whose Job waits for Kueue to admit it (the checkpoint's reason).
 QUEUED: Final = _QUEUED
 

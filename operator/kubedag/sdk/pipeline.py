@@ -157,6 +157,7 @@ class Pipeline:
         outputs: Mapping[str, str] | Sequence[str | api.OutputSpec | Mapping[str, Any]]
         | None = None,
         estimated_seconds: friendly.Seconds | None = None,
+        cache: bool | api.StageCache | Mapping[str, Any] | None = None,
         **stage_fields: Any,
     ) -> Step:
         """Add a stage. Run a `processor` ("package.module:function" or a module-level function)
@@ -164,7 +165,8 @@ class Pipeline:
 
         Friendly values: `retry=3` (three retries), `timeout=600` or a timedelta (seconds of one
         attempt: `timeoutSeconds`), `fan_out=[...items]` or `"$(params.files)"`,
-        `env={"NAME": "value"}`, `outputs=["pages"]`, `resources={"cpu": "1", "gpu": 1}`. Any
+        `env={"NAME": "value"}`, `outputs=["pages"]`, `resources={"cpu": "1", "gpu": 1}`,
+        `cache=True` or `cache={"max_age": "7d", "version": "2"}` (reuse its result). Any
         other Stage field by name (`node_selector=...`, `priority=5`, `type="validator"`).
         A command without an image runs in the pipeline's `image`.
         """
@@ -173,7 +175,8 @@ class Pipeline:
             "depends_on": list(depends_on) or None, "resources": resources, "retry": retry,
             "when": when, "fan_out": fan_out, "critical": None if critical else False,
             "timeout": timeout, "env": env, "outputs": outputs,
-            "estimated_seconds": estimated_seconds, **stage_fields,
+            "estimated_seconds": estimated_seconds,
+            "cache": {"enabled": cache} if isinstance(cache, bool) else cache, **stage_fields,
         }
         return self._add(name, {k: v for k, v in given.items() if v is not None},
                          is_finally=False)

@@ -37,6 +37,7 @@ from kubedag.shell.kube import Kube, new_api_client
 from kubedag.shell.memory import limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
 from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.stagecache import StageCacheStore
 from kubedag.shell.workqueue import WorkQueue
 
 log = logging.getLogger("kubedag.operator")
@@ -59,6 +60,7 @@ class _State:
     indexes = Indexes()
     queue: WorkQueue
     reconciler: Reconciler
+    stage_cache: StageCacheStore
     workers: list[asyncio.Task[None]]
     # The nodes (by name) the Pipelines' Fits conditions were last computed against, and the
     # pending re-check after they changed.
@@ -101,13 +103,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
     kube = Kube(new_api_client(config.api_threads))
     state.queue = WorkQueue()
-    state.reconciler = Reconciler(kube, config, state.runs, state.indexes)
+    state.stage_cache = StageCacheStore(kube)
+    # Every entry indexed before the first reconcile: a run after a restart still hits.
+    await state.stage_cache.load(config.namespaces)
+    state.reconciler = Reconciler(kube, config, state.runs, state.indexes,
+                                  stage_cache=state.stage_cache)
     state.reconciler.wake = state.queue.add
     metrics.watch_runs(lambda: list(state.runs.bodies.values()))
+    metrics.watch_cache(lambda: [e.namespace for e in state.stage_cache.index.entries()])
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
     state.workers.append(asyncio.create_task(trim_periodically()))
+    state.workers.append(asyncio.create_task(
+        state.stage_cache.collect_periodically(config.cache_gc_seconds)))
     if state.insights is not None:
         state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
 
@@ -276,6 +285,14 @@ async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
         state.reconciler.forget(key, raw["metadata"].get("uid", ""))
         return
     state.queue.add(state.runs.put(raw))
+
+
+@kopf.on.event(GROUP, VERSION, "stagecacheentries")
+async def cache_entry_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
+    """Entries created by this operator are indexed when it creates them; this keeps the
+    index current with the rest: entries of another replica, deleted or edited ones."""
+    _bind(kwargs)
+    state.stage_cache.observed(dict(body), deleted=type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

@@ -23,6 +23,7 @@ from kubedag.core.plan import Event
 from kubedag.shell.metrics import METRICS, Metrics
 
 PLURAL_RUNS = "pipelineruns"
+PLURAL_CACHE_ENTRIES = "stagecacheentries"
 PLURAL_PIPELINES = "pipelines"
 COMPONENT = "kubedag-operator"
 
@@ -150,6 +151,17 @@ class Kube:
             raise
         return cast(dict[str, Any], (body or {}).get("spec"))
 
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A PipelineRun as the API server has it now (None: there is no such run)."""
+        path = (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{namespace}/"
+                f"{PLURAL_RUNS}/{name}")
+        try:
+            return await asyncio.to_thread(self._call, "GET", path)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def list_pipelines(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every Pipeline (in ``namespaces``; empty: the whole cluster), as stored."""
         base = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}"
@@ -173,6 +185,55 @@ class Kube:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    def _entries_path(self, namespace: str | None) -> str:
+        base = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}"
+        return (f"{base}/namespaces/{namespace}/{PLURAL_CACHE_ENTRIES}" if namespace
+                else f"{base}/{PLURAL_CACHE_ENTRIES}")
+
+    async def create_cache_entry(self, manifest: dict[str, Any], *,
+                                 replace: bool = False) -> bool:
+        """Create a StageCacheEntry; False when one with its key exists (an identical stage
+        filled it first), unless ``replace``: then the old one is deleted and this one
+        created (spec.cache Overwrite). Entries are never updated in place."""
+        meta = manifest["metadata"]
+        path = self._entries_path(meta["namespace"])
+        self._wrote("create", PLURAL_CACHE_ENTRIES)
+        try:
+            await asyncio.to_thread(self._call, "POST", path, body=manifest)
+        except ApiException as error:
+            if error.status != 409 or not replace:
+                if error.status == 409:
+                    return False
+                raise
+            await self.delete_cache_entry(meta["namespace"], meta["name"])
+            self._wrote("create", PLURAL_CACHE_ENTRIES)
+            await asyncio.to_thread(self._call, "POST", path, body=manifest)
+        return True
+
+    async def delete_cache_entry(self, namespace: str, name: str) -> None:
+        self._wrote("delete", PLURAL_CACHE_ENTRIES)
+        try:
+            await asyncio.to_thread(self._call, "DELETE",
+                                    f"{self._entries_path(namespace)}/{name}")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def list_cache_entries(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every StageCacheEntry (in ``namespaces``; empty: the whole cluster), in pages."""
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces or (None,):
+            token = ""
+            while True:
+                query = [("limit", "500")] + ([("continue", token)] if token else [])
+                body = await asyncio.to_thread(self._call, "GET",
+                                               self._entries_path(namespace), query=query)
+                items += (body or {}).get("items") or []
+                token = ((body or {}).get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
+        return items
 
     async def delete_run(self, run: RunRef) -> None:
         self._wrote("delete", "pipelineruns")

@@ -38,11 +38,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kubedag.core import reasons
+from kubedag.core.naming import INLINE_PIPELINE
 from kubedag.core.quantity import parse_quantity
 
 log = logging.getLogger("kubedag.metrics")
 
-INLINE_PIPELINE = "(inline)"
 RUN_PHASES = ("Pending", "Running", "Paused", "Succeeded", "Failed", "Cancelled")
 _FINISHED_RUN = frozenset({"Succeeded", "Failed", "Cancelled"})
 _FINISHED_STAGE = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
@@ -167,6 +167,12 @@ class Metrics:
             ("cpuSeconds", self.stage_cpu), ("peakRssBytes", self.stage_memory),
             ("gpuMemoryPeakBytes", self.stage_gpu_memory),
             ("gpuUtilizationMean", self.stage_gpu_utilization))
+        self.cache_lookups = Counter(
+            "kubedag_cache_lookups_total",
+            "Stage cache lookups of cacheable stages' first attempts, by result (hit, miss) and "
+            "reason (Cached; a miss's NoEntry, Changed, NoDigest, Expired, Disabled, "
+            "Overwrite).",
+            ["namespace", "pipeline", "stage", "result", "reason"], registry=r)
         self._initialised: set[tuple[str, ...]] = set()
 
     # --- recording ---------------------------------------------------------------------------
@@ -175,6 +181,11 @@ class Metrics:
         self.reconcile_duration.observe(seconds)
         if error:
             self.reconcile_errors.inc()
+
+    def record_cache_lookups(self, namespace: str, pipeline: str,
+                             lookups: Iterable[tuple[str, str, str]]) -> None:
+        for stage, result, reason in lookups:
+            self.cache_lookups.labels(namespace, pipeline, stage, result, reason).inc()
 
     def api_write(self, verb: str, resource: str) -> None:
         self.api_writes.labels(verb, resource).inc()
@@ -497,6 +508,41 @@ def watch_runs(source: Callable[[], Iterable[Mapping[str, Any]]],
         for old in _watching:
             REGISTRY.unregister(old)
         _watching[:] = [collector]
+    registry.register(collector)
+    return collector
+
+
+class CacheEntriesCollector(Collector):
+    """`kubedag_cache_entries{namespace}`: the stage cache's size, counted at scrape time from
+    the operator's index of entries (no API call)."""
+
+    def __init__(self, source: Callable[[], Iterable[str]]) -> None:
+        self.source = source  # each entry's namespace
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        entries = GaugeMetricFamily("kubedag_cache_entries",
+                                    "StageCacheEntry objects (cached stage results) the "
+                                    "operator knows, expired ones not yet deleted included.",
+                                    labels=["namespace"])
+        for namespace, count in sorted(Tally(self.source()).items()):
+            entries.add_metric([namespace], count)
+        yield entries
+
+
+_watching_cache: list[CacheEntriesCollector] = []
+
+
+def watch_cache(source: Callable[[], Iterable[str]],
+                registry: CollectorRegistry = REGISTRY) -> CacheEntriesCollector:
+    """Report the size of the stage cache whose entries' namespaces ``source`` returns."""
+    collector = CacheEntriesCollector(source)
+    if registry is REGISTRY:
+        for old in _watching_cache:
+            REGISTRY.unregister(old)
+        _watching_cache[:] = [collector]
     registry.register(collector)
     return collector
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from kubedag.api import (
     StageCheckpoint,
     to_k8s,
 )
+from kubedag.core.cache import CacheIndex
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.estimate import NodeCapacity
 from kubedag.core.feedback import (
@@ -28,13 +30,15 @@ from kubedag.core.feedback import (
 )
 from kubedag.core.jobspec import RunIdentity
 from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
+from kubedag.core.params import resolve_params
 from kubedag.core.plan import Plan
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
-from kubedag.shell.metrics import METRICS, Metrics
+from kubedag.shell.metrics import METRICS, Metrics, pipeline_of
 from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.stagecache import StageCacheStore
 from kubedag.shell.statuswriter import StatusWriter
 
 log = logging.getLogger("kubedag.reconciler")
@@ -62,8 +66,10 @@ class Indexes:
 
 class Reconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings, runs: RunCache,
-                 indexes: Indexes, metrics: Metrics | None = None) -> None:
+                 indexes: Indexes, metrics: Metrics | None = None,
+                 stage_cache: StageCacheStore | None = None) -> None:
         self.kube = kube
+        self.stage_cache = stage_cache or StageCacheStore(kube, CacheIndex())
         self.metrics = metrics or METRICS
         self.settings = settings
         self.runs = runs
@@ -107,14 +113,21 @@ class Reconciler:
             self._settle_budget(key, body, None)
             return None
         referenced = await self._referenced_pipeline(body)
+        resumed = await self._resumed_body(body)
         now = datetime.now(UTC)
         computing = time.perf_counter()
         try:
-            facts = self._facts(body, referenced)
+            facts = self._facts(body, referenced, resumed)
         except ValidationError as error:
             plan = decide_invalid_spec(body, _validation_message(error), now)
         else:
             plan = decide(facts, now, self.settings.jobs)
+        # At once, before any await: a run reconciled meanwhile must see which results this
+        # one is computing, or both would compute them.
+        self.stage_cache.index.note_fills(ref.namespace, ref.name, plan.cache_fills)
+        if plan.cache_lookups:
+            self.metrics.record_cache_lookups(meta["namespace"], pipeline_of(body),
+                                              plan.cache_lookups)
         desired = to_k8s(plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
@@ -143,6 +156,7 @@ class Reconciler:
         self._specs.pop(uid, None)
         self._decided.pop(uid, None)
         self.writer.forget(uid)
+        self.stage_cache.index.note_fills(key[0], key[1], frozenset())
         for waiting in self.budget.forget(key):
             self.wake(waiting)
 
@@ -159,7 +173,20 @@ class Reconciler:
             return None
         return await self.kube.get_pipeline_spec(body["metadata"]["namespace"], ref["name"])
 
-    def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None) -> RunFacts:
+    async def _resumed_body(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """spec.resumeFrom's run, read from the API server once, as the run starts: the
+        operator's cache keeps finished runs without their pipeline snapshot, which tells
+        which stages changed since."""
+        spec, meta = body.get("spec") or {}, body["metadata"]
+        started = self._decided.get(meta["uid"])
+        if not isinstance(spec.get("resumeFrom"), str) or (
+                started is not None and started.start_time is not None) or (
+                (body.get("status") or {}).get("startTime") is not None):
+            return None
+        return await self.kube.get_run(meta["namespace"], spec["resumeFrom"])
+
+    def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None,
+               resumed_body: dict[str, Any] | None = None) -> RunFacts:
         meta = body["metadata"]
         uid = meta["uid"]
         spec = self._parsed_spec(uid, int(meta.get("generation", 1)), body)
@@ -190,23 +217,14 @@ class Reconciler:
             jobs=jobs,
             pods=pods,
             recently_created=frozenset(expected),
-            resume_checkpoints=self._resume_checkpoints(meta["namespace"], spec, status),
+            **_resumed_run(resumed_body, spec, status),
             stage_room=self.budget.room((meta["namespace"], meta["name"]),
                                         *_place_in_line(body)),
             start_failure_grace=timedelta(seconds=self.settings.start_failure_grace_seconds),
             nodes=self.indexes.node_list() if spec.dry_run else None,
             workloads=workloads,
+            cache=self.stage_cache.index,
         )
-
-    def _resume_checkpoints(self, namespace: str, spec: PipelineRunSpec,
-                            status: PipelineRunStatus) -> dict[str, StageCheckpoint] | None:
-        if not spec.resume_from or status.start_time is not None:
-            return None
-        previous = self.runs.bodies.get((namespace, spec.resume_from))
-        if previous is None:
-            return None
-        old = PipelineRunStatus.model_validate(previous.get("status") or {})
-        return dict(old.stages or {})
 
     async def _execute(self, ref: RunRef, body: dict[str, Any], plan: Plan,
                        now: datetime, desired: dict[str, Any]) -> None:
@@ -219,6 +237,8 @@ class Reconciler:
             if rejected is not None:
                 record_claim_rejected(plan, rejected, now)
                 desired = to_k8s(plan.status)
+        if plan.cache_entries:
+            await self.stage_cache.store(plan.cache_entries, overwrite=plan.overwrite_cache)
         results = await self._create_jobs(ref, plan)
         if any(message is not None for message in results.values()) or (
                 plan.dry_run and plan.create_jobs):
@@ -257,6 +277,24 @@ class Reconciler:
             return manifest["metadata"]["labels"][contract.LABEL_STAGE], rejected
 
         return dict(await asyncio.gather(*(create(m) for m in plan.create_jobs)))
+
+
+def _resumed_run(previous: dict[str, Any] | None, spec: PipelineRunSpec,
+                 status: PipelineRunStatus) -> dict[str, Any]:
+    """The RunFacts fields of spec.resumeFrom's run: its checkpoints, and the pipeline and
+    params it ran with (to tell which stages changed since)."""
+    if not spec.resume_from or status.start_time is not None or previous is None:
+        return {}
+    old = PipelineRunStatus.model_validate(previous.get("status") or {})
+    checkpoints: dict[str, StageCheckpoint] = dict(old.stages or {})
+    params = None
+    if old.pipeline_spec is not None:
+        with contextlib.suppress(ValidationError):
+            old_spec = PipelineRunSpec.model_validate(previous.get("spec") or {})
+            resolved, errors = resolve_params(old.pipeline_spec, old_spec.params)
+            params = None if errors else resolved
+    return {"resume_checkpoints": checkpoints, "resume_pipeline": old.pipeline_spec,
+            "resume_params": params}
 
 
 def _finished_for_good(body: dict[str, Any]) -> bool:

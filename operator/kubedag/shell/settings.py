@@ -41,6 +41,8 @@ class OperatorSettings:
     # Kueue installed after the operator needs no restart. off: never (Queued stages then
     # say which queue they wait in, not Kueue's reason).
     kueue: bool = True
+    # How often the operator looks for stage cache entries past their maxAge to delete.
+    cache_gc_seconds: float = 60.0
     jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
@@ -55,6 +57,7 @@ class OperatorSettings:
             start_failure_grace_seconds=float(os.environ.get(
                 "KUBEDAG_START_FAILURE_GRACE_SECONDS", START_FAILURE_GRACE.total_seconds())),
             kueue=_kueue(),
+            cache_gc_seconds=float(os.environ.get("KUBEDAG_CACHE_GC_SECONDS", "60")),
             jobs=JobSettings(
                 worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
                 job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),

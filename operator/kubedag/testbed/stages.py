@@ -4,7 +4,8 @@ kwok v0.8.0 has no Stages built in. The node and pod life-cycle Stages come from
 itself (copied into the binary cache by the build script); the completion Stages are ours, so a
 test can choose, per pod, how long it runs, its exit code and its termination message (which is
 how a worker reports outputs). Only pods owned by a Job complete: a bare Pod stays Running, which
-tests use to get a long-lived pod.
+tests use to get a long-lived pod. A finished container reports `imageID: kwok://<image>`: a
+simulated node pulls nothing, so its reference stands in for the digest the stage cache keys on.
 
 Templates bind ``$a := or .metadata.annotations dict`` before indexing: indexing a nil map fails
 the template and leaves a pod without annotations Running forever (seen with kwok v0.8.0).
@@ -66,6 +67,7 @@ _FINISH_TEMPLATE = """\
       containerStatuses:
       {{{{ range $index, $item := .spec.containers }}}}
       - image: {{{{ $item.image | Quote }}}}
+        imageID: {{{{ printf "kwok://%s" $item.image | Quote }}}}
         name: {{{{ $item.name | Quote }}}}
         ready: false
         restartCount: 0

@@ -98,7 +98,8 @@ def pod(stage_name: str, attempt: int = 1, *, phase: str = "Succeeded",
         exit_code: int | None = None,
         outputs: dict[str, Any] | None = None, message: str | None = None,
         index: int | None = None, finished: datetime | None = None,
-        progress: float | None = None, usage: dict[str, Any] | None = None) -> PodSummary:
+        progress: float | None = None, usage: dict[str, Any] | None = None,
+        image_id: str | None = None) -> PodSummary:
     """A pod of the stage's Job; `outputs`/`usage` go into the worker's termination message."""
     if exit_code is None and phase in ("Succeeded", "Failed"):
         exit_code = 0 if phase == "Succeeded" else 1
@@ -116,7 +117,7 @@ def pod(stage_name: str, attempt: int = 1, *, phase: str = "Succeeded",
         index=index, exit_code=exit_code if phase in ("Succeeded", "Failed") else None,
         termination_message=message, terminated_reason="Completed" if phase == "Succeeded"
         else ("Error" if phase == "Failed" else None),
-        started=T0, finished=finished, progress=progress)
+        started=T0, finished=finished, progress=progress, image_id=image_id)
 
 
 def created_jobs(plan: Plan) -> list[JobSummary]:
