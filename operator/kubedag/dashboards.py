@@ -298,6 +298,11 @@ def pipeline() -> dict[str, Any]:
                     "Failed attempts per second, by stage and reason.",
                     _query(f"sum by (stage, reason) (rate(kubedag_stage_failures_total"
                            f"{{{stage_sel}}}[{RATE}]))", "{{stage}}: {{reason}}"), width=12),
+            _series("Fallbacks by stage and outcome", "ops",
+                    "Stage fallbacks per second, by stage and outcome: Started (the stage failed "
+                    "for good), Succeeded (recovered), Failed, Cancelled.",
+                    _query(f"sum by (stage, outcome) (rate(kubedag_fallbacks_total"
+                           f"{{{stage_sel}}}[{RATE}]))", "{{stage}}: {{outcome}}"), width=12),
             _series("Stages running, queued and pending", "short",
                     "Stages of this pipeline's runs (queued: waiting for Kueue's admission).",
                     _query(f"sum(kubedag_stages_running{{{sel}}})", "running"),

@@ -34,8 +34,9 @@ from kubedag.api.pipeline import Pipeline, PipelineDefaults, PipelineSpec, Pipel
 from kubedag.api.resources import DEFAULT_GPU_RESOURCE, Resources, Toleration
 from kubedag.api.retry import RetryPolicy, RetryStrategy
 from kubedag.api.run import PipelineRef, PipelineRun, PipelineRunSpec
-from kubedag.api.stage import EnvVar, FanOut, OutputSpec, Stage, StageType
+from kubedag.api.stage import EnvVar, Fallback, FanOut, OutputSpec, Stage, StageType
 from kubedag.api.status import (
+    FallbackCheckpoint,
     FanOutStatus,
     PipelineRunStatus,
     ResourceUsage,
@@ -69,6 +70,8 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "EnvVar",
+    "Fallback",
+    "FallbackCheckpoint",
     "FanOut",
     "FanOutStatus",
     "ForcedState",

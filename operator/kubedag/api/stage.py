@@ -158,6 +158,71 @@ def _stage_rule(rule: str, message: str, *, field_path: str | None = None) -> di
                     message_expression=about_the_stage(message))
 
 
+# The fallback's rules sit on the stage, so that their messages can name it; `self.fallback`
+# is the fallback (a CRD schema cannot recurse, so Fallback is a model of its own).
+_FALLBACK_RULES = [
+    _stage_rule(
+        "!has(self.fallback) || !(has(self.fallback.command) && has(self.fallback.processor))",
+        "fallback: set either command or processor, not both",
+        field_path=".fallback",
+    ),
+    _stage_rule(
+        "!has(self.fallback) || !has(self.fallback.command) || has(self.fallback.image)",
+        "fallback: a fallback with a command needs an image",
+        field_path=".fallback",
+    ),
+    _stage_rule(
+        "!has(self.fallback) || has(self.fallback.processor) || has(self.fallback.image)",
+        "fallback: set processor, or image (with or without command)",
+        field_path=".fallback",
+    ),
+]
+
+
+class Fallback(ApiModel):
+    """How else to compute a stage's result when the stage has failed for good.
+
+    The fields mean what they mean on a stage; what the fallback does not set, it does not
+    inherit (an alternative is usually another image or processor with its own resources),
+    except the stage's name, dependencies and criticality, which stay the stage's.
+    """
+
+    image: str | None = Field(
+        default=None, max_length=MAX_SHORT_TEXT,
+        description="Container image, as a stage's `image` (required with command).")
+    command: list[str] | None = Field(
+        default=None, max_length=MAX_ARGS,
+        description="Container command; mutually exclusive with processor.")
+    args: list[str] | None = Field(
+        default=None, max_length=MAX_ARGS,
+        description="Arguments, as a stage's `args`: `$(params.x)` and "
+        "`$(stages.s.outputs.k)` of the stage's own dependencies are substituted.")
+    processor: str | None = Field(
+        default=None, max_length=MAX_SHORT_TEXT, pattern=PROCESSOR,
+        description="A Python callable `package.module:function` the worker image runs.")
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=MAX_ARGS, description="Environment variables.")
+    resources: Resources | None = Field(default=None, description="The fallback pod's resources.")
+    node_selector: dict[str, str] | None = Field(
+        default=None, description="Node labels, merged over `spec.defaults.nodeSelector`.")
+    pod_annotations: dict[str, str] | None = Field(
+        default=None, description="Pod annotations, merged over `spec.defaults.podAnnotations`.")
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=32, description="Tolerations, added to the defaults'.")
+    retry: RetryPolicy | None = Field(
+        default=None, description="Retries of the fallback's own failed attempts; default: none.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, description="Deadline of one fallback attempt, as a stage's.")
+    fan_out: FanOut | None = Field(
+        default=None, description="Run the fallback over items, as a stage's `fanOut`; its "
+        "outputs are then a fan-out's (count, results, totals).")
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> Fallback:
+        _check_one_way_to_run(self.command, self.processor, self.image, "a fallback")
+        return self
+
+
 class Stage(ApiModel):
     """One step of the DAG, run as a Kubernetes Job once its dependencies are done."""
 
@@ -180,6 +245,7 @@ class Stage(ApiModel):
                     "a stage cannot depend on itself",
                     field_path=".dependsOn",
                 ),
+                *_FALLBACK_RULES,
             ]
         }
     )
@@ -335,12 +401,29 @@ class Stage(ApiModel):
         "a contract for downstream `when` expressions).",
     )
 
+    fallback: Fallback | None = Field(
+        default=None,
+        description="Another way to compute the same result, run when the stage has failed "
+        "for good (after its retries): its own image or processor, command, args, env, "
+        "resources, retry and timeout; it depends on, and may read, what the stage may. "
+        "Dependants then read the fallback's outputs as the stage's own. The stage's "
+        "checkpoint keeps phase Failed with the cause and records the fallback beside it "
+        "(`fallback`); the run goes on and ends Succeeded with a `Degraded` condition naming "
+        "what was recovered. A failed fallback fails the stage as before (critical or not).",
+    )
+
     @model_validator(mode="after")
     def _one_way_to_run(self) -> Stage:
-        if self.command is not None and self.processor is not None:
-            raise ValueError("set either command or processor, not both")
-        if self.command is not None and self.image is None:
-            raise ValueError("a stage with a command needs an image")
-        if self.command is None and self.processor is None and self.image is None:
-            raise ValueError("set processor, or image (with or without command)")
+        _check_one_way_to_run(self.command, self.processor, self.image, "a stage")
         return self
+
+
+def _check_one_way_to_run(command: list[str] | None, processor: str | None, image: str | None,
+                          what: str) -> None:
+    """The Python side of the CEL rules on a stage and on its fallback (the same three)."""
+    if command is not None and processor is not None:
+        raise ValueError("set either command or processor, not both")
+    if command is not None and image is None:
+        raise ValueError(f"{what} with a command needs an image")
+    if command is None and processor is None and image is None:
+        raise ValueError("set processor, or image (with or without command)")

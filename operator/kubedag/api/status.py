@@ -117,6 +117,40 @@ class FanOutStatus(ApiModel):
     total: int = Field(default=0, ge=0, description="Number of indexes (batches).")
 
 
+class FallbackCheckpoint(ApiModel):
+    """The recorded state of a stage's fallback, beside the stage's own (Failed) state.
+
+    A model of its own, not a nested StageCheckpoint: a CRD schema cannot recurse.
+    """
+
+    phase: StagePhase = Field(
+        default=StagePhase.PENDING,
+        description="Pending (about to start, or its Job waits), Running, Retrying, then "
+        "Succeeded (the stage is recovered: dependants read these outputs), Failed or "
+        "Cancelled.")
+    attempts: int | None = Field(default=None, ge=0, description="Fallback attempts started.")
+    job: str | None = Field(default=None, description="Name of the current or last fallback Job.")
+    reason: str | None = Field(
+        default=None, max_length=64,
+        description="CamelCase reason of the fallback's phase, as a stage's `reason`.")
+    message: str | None = Field(default=None, max_length=4096, description="Why, for people.")
+    exit_code: int | None = Field(
+        default=None, description="Exit code of the fallback's last failed attempt.")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="The fallback's outputs: the stage's, once it is recovered.")
+    start_time: datetime | None = Field(
+        default=None, description="When the first fallback attempt was created.")
+    finish_time: datetime | None = Field(
+        default=None, description="When the fallback finished.")
+    next_retry_time: datetime | None = Field(
+        default=None, description="When the fallback's next attempt may start (Retrying).")
+
+    @property
+    def in_flight(self) -> bool:
+        """A fallback attempt's Job exists and has not ended (see StageCheckpoint.in_flight)."""
+        return self.job is not None and self.phase in (StagePhase.RUNNING, StagePhase.PENDING)
+
+
 class StageCheckpoint(ApiModel):
     """The recorded state of one stage: enough to resume without re-running finished work."""
 
@@ -188,6 +222,12 @@ class StageCheckpoint(ApiModel):
         default=None, description="When the next attempt may start (phase Retrying)."
     )
     fan_out: FanOutStatus | None = Field(default=None, description="Fan-out pod counts.")
+    fallback: FallbackCheckpoint | None = Field(
+        default=None,
+        description="The stage's fallback, once the stage has failed for good and has one: "
+        "while it is not finished the stage counts as in flight; once it Succeeded the stage "
+        "counts as done (recovered) with the fallback's outputs; once it Failed the stage "
+        "fails as without a fallback.")
     cache: StageCacheStatus | None = Field(
         default=None, description="A cacheable stage's cache hit, or its miss and why.")
 

@@ -83,6 +83,11 @@ def _stage_row(stage: StageResult, branch: str) -> TreeRow:
     message = stage.message or ""
     if stage.reason and stage.phase not in (StagePhase.SUCCEEDED, StagePhase.RUNNING):
         message = f"{stage.reason}: {message}" if message else stage.reason
+    if stage.fallback_phase is not None:
+        # Failed → recovered by fallback (or: fallback running, fallback failed ...).
+        outcome = ("recovered by fallback" if stage.recovered
+                   else f"fallback {stage.fallback_phase.value.lower()}")
+        message = f"→ {outcome} ({message})" if message else f"→ {outcome}"
     return TreeRow(branch, phase_glyph(stage.phase), stage.name, stage.phase.value, attempt,
                    fan_out, format_seconds(stage.wait_seconds),
                    format_seconds(stage.run_seconds), _one_line(message))

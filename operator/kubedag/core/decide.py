@@ -46,6 +46,21 @@ from kubedag.core.cache import (
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
 from kubedag.core.expressions import StageStatus
+from kubedag.core.fallback import (
+    adopt_fallback,
+    apply_fallback_result,
+    effective_outputs,
+    effective_phase,
+    effective_reason,
+    failure_note,
+    fallback_active,
+    fallback_in_flight,
+    recovered_stages,
+    settle_unstarted_fallbacks,
+    start_due_fallbacks,
+    start_fallback,
+    stop_fallback,
+)
 from kubedag.core.jobspec import (
     JobSettings,
     Queueing,
@@ -156,6 +171,19 @@ class _Pass:
         delay = max((when - self.now).total_seconds(), 0.0)
         current = self.plan.requeue_after
         self.plan.requeue_after = delay if current is None else min(current, delay)
+
+    def build_job(self, stage: Stage, attempt: int,
+                  outputs: Mapping[str, Mapping[str, Any] | None] | None = None, *,
+                  fallback: bool = False) -> dict[str, Any]:
+        """The Job of one attempt of a stage (or of its fallback) in this run; ValueError for
+        a reference that cannot resolve. ``outputs``: the stages' outputs, when the caller
+        has them at hand for many Jobs."""
+        claim = self.status.workspace.claim_name if self.status.workspace else None
+        return build_job(run=self.facts.identity, pipeline=self.pipeline, stage=stage,
+                         attempt=attempt, params=self.params,
+                         outputs=_outputs(self) if outputs is None else outputs,
+                         settings=self.settings, workspace_claim=claim,
+                         queueing=self.queueing, fallback=fallback)
 
 
 def decide(facts: RunFacts, now: datetime, settings: JobSettings | None = None) -> Plan:
@@ -273,14 +301,19 @@ def rerun_errors(pipeline: PipelineSpec, rerun: Sequence[str]) -> list[str]:
 
 def _fold_observations(p: _Pass) -> None:
     jobs_by_stage: dict[str, list[JobSummary]] = defaultdict(list)
+    fallback_jobs: dict[str, list[JobSummary]] = defaultdict(list)
     for job in p.facts.jobs.values():
-        jobs_by_stage[job.stage].append(job)
+        (fallback_jobs if job.fallback else jobs_by_stage)[job.stage].append(job)
     pods_by_job: dict[str, list[PodSummary]] = defaultdict(list)
     for pod in p.facts.pods:
         pods_by_job[pod.job].append(pod)
 
     for stage in p.pipeline.all_stages():
         cp = p.checkpoints.get(stage.name)
+        if cp is not None and cp.fallback is not None:
+            # The stage's own attempts are over: only its fallback's Jobs are watched.
+            _fold_fallback(p, stage, fallback_jobs.get(stage.name, []), pods_by_job)
+            continue
         seen = max((j.attempt for j in jobs_by_stage.get(stage.name, [])), default=0)
         if seen > ((cp.attempts or 0) if cp else 0) and (cp is None or not cp.phase.finished):
             # We created this Job but crashed before recording it: adopt it, never re-create.
@@ -297,20 +330,43 @@ def _fold_observations(p: _Pass) -> None:
             continue
         if cp.queued and (observed is not None or pods):
             cp = _admitted(p, stage, cp, observed)
-        if observed is None and not pods:
-            if current in p.facts.recently_created:
-                continue
-            result = AttemptResult(Outcome.FAILED, message=f"Job {current} disappeared",
-                                   reason=reasons.JOB_LOST)
-        else:
-            result = attempt_outcome(observed, pods, now=p.now,
-                                     start_grace=p.facts.start_failure_grace,
-                                     unschedulable_timeout=_unschedulable_timeout(p, stage))
-        if result.recheck_at is not None:
-            p.wake_at(result.recheck_at)
-        if result.stop_job and (observed is None or not observed.deleting):
-            p.plan.delete_jobs.append(current)
-        _apply_result(p, stage, cp, result)
+        result = _observe(p, stage, current, pods)
+        if result is not None:
+            _apply_result(p, stage, cp, result)
+
+
+def _observe(p: _Pass, stage: Stage, current: str,
+             pods: list[PodSummary]) -> AttemptResult | None:
+    """The verdict on the attempt whose Job is ``current`` (None: created so recently that
+    the cache may not show it yet); asks for the Job's deletion when its pods cannot start."""
+    observed = p.facts.jobs.get(current)
+    if observed is None and not pods:
+        if current in p.facts.recently_created:
+            return None
+        result = AttemptResult(Outcome.FAILED, message=f"Job {current} disappeared",
+                               reason=reasons.JOB_LOST)
+    else:
+        result = attempt_outcome(observed, pods, now=p.now,
+                                 start_grace=p.facts.start_failure_grace,
+                                 unschedulable_timeout=_unschedulable_timeout(p, stage))
+    if result.recheck_at is not None:
+        p.wake_at(result.recheck_at)
+    if result.stop_job and (observed is None or not observed.deleting):
+        p.plan.delete_jobs.append(current)
+    return result
+
+
+def _fold_fallback(p: _Pass, stage: Stage, jobs: list[JobSummary],
+                   pods_by_job: Mapping[str, list[PodSummary]]) -> None:
+    """What the stage's fallback Jobs say (see core.fallback)."""
+    if jobs:
+        adopt_fallback(p, stage, max(jobs, key=lambda j: j.attempt))
+    fallback = p.checkpoints[stage.name].fallback
+    if fallback is None or not fallback.in_flight or fallback.job is None:
+        return
+    result = _observe(p, stage, fallback.job, pods_by_job.get(fallback.job, []))
+    if result is not None:
+        apply_fallback_result(p, stage, result, _outputs_too_large(p, result.outputs))
 
 
 def _adopt(p: _Pass, stage: Stage, attempt: int, cp: StageCheckpoint | None) -> StageCheckpoint:
@@ -375,6 +431,7 @@ def _admitted(p: _Pass, stage: Stage, cp: StageCheckpoint,
 
 def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptResult) -> None:
     update: dict[str, Any] = {}
+    failed_for_good = False
     if result.total_indexes > 1:
         update["fan_out"] = {"succeeded": result.succeeded_indexes,
                              "failed": result.failed_indexes, "total": result.total_indexes}
@@ -428,7 +485,10 @@ def _apply_result(p: _Pass, stage: Stage, cp: StageCheckpoint, result: AttemptRe
             p.event("Warning", reasons.STAGE_FAILED,
                     f"Stage {stage.name} failed ({reason}) after {attempts} attempt(s){why}: "
                     f"{result.message}")
+            failed_for_good = True
     _update(p, stage.name, cp, update)
+    if failed_for_good:
+        start_fallback(p, stage, update["reason"])
 
 
 def _update(p: _Pass, name: str, cp: StageCheckpoint, update: dict[str, Any]) -> StageCheckpoint:
@@ -440,15 +500,17 @@ def _update(p: _Pass, name: str, cp: StageCheckpoint, update: dict[str, Any]) ->
 # --- scheduling ----------------------------------------------------------------------------
 
 def _phase(p: _Pass, name: str) -> StagePhase:
+    """The stage's phase as the rest of the run sees it: a failed stage whose fallback runs
+    is in flight, one whose fallback succeeded is done (see core.fallback)."""
     cp = p.checkpoints.get(name)
-    return cp.phase if cp else StagePhase.PENDING
+    return effective_phase(cp) if cp else StagePhase.PENDING
 
 
 def _upstream_failed(p: _Pass, name: str) -> bool:
     cp = p.checkpoints.get(name)
     if cp is None:
         return False
-    return cp.phase in (StagePhase.FAILED, StagePhase.CANCELLED) or (
+    return _phase(p, name) in (StagePhase.FAILED, StagePhase.CANCELLED) or (
         cp.phase == StagePhase.SKIPPED and cp.reason == reasons.UPSTREAM_FAILED)
 
 
@@ -544,7 +606,7 @@ def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:
 
 def _in_flight(p: _Pass, name: str) -> bool:
     cp = p.checkpoints.get(name)
-    return cp is not None and cp.in_flight
+    return cp is not None and (cp.in_flight or fallback_active(cp))
 
 
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
@@ -557,6 +619,7 @@ def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
 def _schedule(p: _Pass) -> None:
     main, final = p.pipeline.stages, p.pipeline.finally_ or []
     stopping = _critical_failure(p, main)
+    settle_unstarted_fallbacks(p, stopping)
     ready = _candidates(p, main, stopping)
     if not _active(p, main) and not ready:
         # The main DAG is settled; what never ran will not run now.
@@ -584,24 +647,30 @@ def _succeeded_event(p: _Pass, everything: list[Stage]) -> Event:
     """A run that lost non-critical stages still succeeds, but says so where people look
     first (`kubectl get events`, alerting on Warnings), not only in its Degraded condition."""
     failed = [s.name for s in everything if _phase(p, s.name) == StagePhase.FAILED]
-    if not failed:
+    recovered = recovered_stages(everything, p.checkpoints)
+    if not failed and not recovered:
         return Event("Normal", reasons.SUCCEEDED, "Run succeeded")
-    return Event("Warning", reasons.CONDITION_DEGRADED,
-                 f"Run succeeded degraded: non-critical stage(s) failed: {short_list(failed)}")
+    why = [*([f"non-critical stage(s) failed: {short_list(failed)}"] if failed else []),
+           *([f"recovered by fallback: {short_list(recovered)}"] if recovered else [])]
+    return Event("Warning", reasons.CONDITION_DEGRADED, f"Run succeeded degraded: {'; '.join(why)}")
 
 
 def _running_count(p: _Pass) -> int:
     """Stages whose Job exists: those queued in Kueue or waiting for a node hold their place
-    too."""
-    return sum(1 for cp in p.checkpoints.values() if cp.in_flight)
+    too, and so do running fallbacks."""
+    return sum(1 for cp in p.checkpoints.values() if cp.in_flight or fallback_in_flight(cp))
 
 
 def _start(p: _Pass, ready: list[Stage]) -> None:
     ready = _serve_from_cache(p, ready)
     ready = _admitted_by_breakers(p, ready)
     limit = p.pipeline.max_parallel_stages
+    # Fallbacks that are due go first: their stages started long before the ready ones.
+    free = start_due_fallbacks(
+        p, None if limit is None else min(max(limit - _running_count(p), 0),
+                                          MAX_CREATES_PER_PASS))
     # No limit: room for every ready stage, so the per-pass bound below triggers the requeue.
-    room = len(ready) if limit is None else max(limit - _running_count(p), 0)
+    room = len(ready) if free is None else free
     if p.queueing is None and p.facts.stage_room is not None and p.facts.stage_room < room:
         # The operator-wide budget is the tighter bound: the rest waits in line for room.
         p.plan.waiting_for_room = max(min(room, len(ready)) - p.facts.stage_room, 0)
@@ -614,12 +683,8 @@ def _start(p: _Pass, ready: list[Stage]) -> None:
     for stage in ready[: min(room, MAX_CREATES_PER_PASS)]:
         cp = p.checkpoints.get(stage.name) or StageCheckpoint()
         attempt = (cp.attempts or 0) + 1
-        claim = p.status.workspace.claim_name if p.status.workspace else None
         try:
-            manifest = build_job(run=p.facts.identity, pipeline=p.pipeline, stage=stage,
-                                 attempt=attempt, params=p.params, outputs=outputs,
-                                 settings=p.settings, workspace_claim=claim,
-                                 queueing=p.queueing)
+            manifest = p.build_job(stage, attempt, outputs)
         except ValueError as error:
             _fail_stage(p, stage, str(error), reasons.INVALID_REFERENCE)
             continue
@@ -669,8 +734,13 @@ def _admitted_by_breakers(p: _Pass, ready: list[Stage]) -> list[Stage]:
 def held_by_breaker(p: _Pass, stage: Stage, key: str, view: BreakerView) -> None:
     """The one place a stage is held by an open breaker: it waits with reason CircuitOpen -
     Pending, or Retrying for a retry that was due - with no Job, so the wait uses neither a
-    retry nor the stage's timeout. (A stage with a fallback should run its fallback here
-    instead of waiting.)"""
+    retry nor the stage's timeout. A stage with a fallback does not wait: it fails with
+    reason CircuitOpen and its fallback runs at once (in this pass, when there is room)."""
+    if stage.fallback is not None:
+        _fail_stage(p, stage, f"not run: {view.hold_message(key)}; its fallback runs instead",
+                    reasons.CIRCUIT_OPEN)
+        start_fallback(p, stage, reasons.CIRCUIT_OPEN)
+        return
     p.plan.breaker_held[key] = p.plan.breaker_held.get(key, 0) + 1
     if view.half_open_time is not None:
         p.wake_at(view.half_open_time)
@@ -705,14 +775,16 @@ def _report_to_breaker(p: _Pass, stage: Stage, result: AttemptResult) -> None:
 
 
 def _outputs(p: _Pass) -> dict[str, dict[str, Any] | None]:
-    return {name: cp.outputs for name, cp in p.checkpoints.items()
-            if cp.phase == StagePhase.SUCCEEDED}
+    """Outputs of the stages done with them: a recovered stage's are its fallback's."""
+    return {name: effective_outputs(cp) for name, cp in p.checkpoints.items()
+            if effective_phase(cp) == StagePhase.SUCCEEDED}
 
 
 def _statuses(p: _Pass) -> dict[str, StageStatus]:
-    """How each finished stage ended, for `when` expressions reading `stages.<name>.phase`."""
-    return {name: StageStatus(cp.phase.value, cp.reason) for name, cp in p.checkpoints.items()
-            if cp.phase.finished}
+    """How each finished stage ended, for `when` expressions reading `stages.<name>.phase`
+    (a recovered stage: Succeeded, reason RecoveredByFallback)."""
+    return {name: StageStatus(phase.value, effective_reason(cp))
+            for name, cp in p.checkpoints.items() if (phase := effective_phase(cp)).finished}
 
 
 def _placeholder_outputs(pipeline: PipelineSpec) -> dict[str, dict[str, Any] | None]:
@@ -834,6 +906,7 @@ def _stop_everything(p: _Pass, reason: str, message: str) -> None:
     for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
         cp = p.checkpoints.get(stage.name)
         if cp is not None and cp.phase.finished:
+            stop_fallback(p, stage.name, reason, message, p.facts.jobs)
             continue
         if cp is not None and cp.in_flight and cp.job:
             job = p.facts.jobs.get(cp.job)
@@ -860,7 +933,7 @@ def _failure_summary(p: _Pass, failed: Sequence[str]) -> str:
         detail = f"{cp.reason or reasons.EXIT_CODE}"
         if cp.message:
             detail += f": {clip(cp.message, 300)}"
-        parts.append(f"{name} ({detail})")
+        parts.append(f"{name} ({detail}{failure_note(cp)})")
     if len(parts) == 1:
         return f"Stage {parts[0]} failed"
     return f"Critical stages failed: {'; '.join(parts)}"
@@ -891,7 +964,9 @@ def _reuse_finished_stages(p: _Pass) -> None:
     reused: list[str] = []
     for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
         old = previous.get(stage.name)
-        reusable = (old is not None and old.phase == StagePhase.SUCCEEDED
+        # A stage its fallback recovered counts as done: its (the fallback's) outputs are
+        # reused with the rest of its checkpoint.
+        reusable = (old is not None and effective_phase(old) == StagePhase.SUCCEEDED
                     and stage.name not in again and not _changed_since(p, stage, reused))
         if old is not None and reusable and stage.name not in p.checkpoints:
             p.checkpoints[stage.name] = old.model_copy(

@@ -11,6 +11,7 @@ from typing import Any
 
 from kubedag.api import PipelineRunStatus, RunPhase, StageCheckpoint, StagePhase
 from kubedag.core import reasons
+from kubedag.core.fallback import reject_fallback
 from kubedag.core.plan import Event, Plan, clip
 from kubedag.core.runstatus import finish_run
 
@@ -47,6 +48,12 @@ def record_create_results(plan: Plan, results: dict[str, str | None], now: datet
         return
     for stage, message in rejected.items():
         current = stages.get(stage) or StageCheckpoint()
+        if (fallback_failed := reject_fallback(current, message, now)) is not None:
+            stages[stage] = fallback_failed
+            plan.events.append(Event("Warning", reasons.FALLBACK_FAILED,
+                                     f"Fallback of stage {stage} failed ({reasons.JOB_REJECTED}): "
+                                     f"{message}"[:1024]))
+            continue
         stages[stage] = current.model_copy(update={
             "phase": StagePhase.FAILED, "finish_time": now, "reason": reasons.JOB_REJECTED,
             "message": clip(f"the API server rejected the stage's Job: {message}")})

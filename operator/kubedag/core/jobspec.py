@@ -11,7 +11,7 @@ from typing import Any
 from kubedag import contract
 from kubedag.api import PipelineRunSpec, PipelineSpec, Stage, VolumeClaimTemplate
 from kubedag.core.naming import job_name, label_value, workspace_claim_name
-from kubedag.core.observe import LABEL_RUN_UID
+from kubedag.core.observe import LABEL_FALLBACK, LABEL_RUN_UID
 from kubedag.core.substitution import substitute
 
 MANAGED_BY = "kubedag-operator"
@@ -103,9 +103,13 @@ def run_labels(run: RunIdentity, component: str) -> dict[str, str]:
     }
 
 
-def labels_for(run: RunIdentity, stage: str, attempt: int) -> dict[str, str]:
-    return {**run_labels(run, "stage"), contract.LABEL_STAGE: stage,
-            contract.LABEL_ATTEMPT: str(attempt)}
+def labels_for(run: RunIdentity, stage: str, attempt: int, *,
+               fallback: bool = False) -> dict[str, str]:
+    labels = {**run_labels(run, "stage"), contract.LABEL_STAGE: stage,
+              contract.LABEL_ATTEMPT: str(attempt)}
+    if fallback:
+        labels[LABEL_FALLBACK] = "true"
+    return labels
 
 
 def owner_reference(run: RunIdentity) -> dict[str, Any]:
@@ -151,6 +155,7 @@ def build_job(
     settings: JobSettings,
     workspace_claim: str | None = None,
     queueing: Queueing | None = None,
+    fallback: bool = False,
 ) -> dict[str, Any]:
     """The Job manifest; ValueError (SubstitutionError) for a reference that cannot resolve.
 
@@ -158,11 +163,12 @@ def build_job(
     emptyDir). The pod passes the `restricted` Pod Security Standard with a read-only root
     filesystem: /tmp and the workspace are its only writable paths. ``queueing``: the Job is
     created suspended with Kueue's labels, and Kueue unsuspends it when it admits it (the
-    Job controller creates no pod before that).
+    Job controller creates no pod before that). ``fallback``: ``stage`` is a stage's fallback
+    (see core.fallback.fallback_stage): its Job is named and labelled as the fallback's.
     """
     defaults = pipeline.defaults
     labels = {**((defaults.labels or {}) if defaults else {}),
-              **labels_for(run, stage.name, attempt)}
+              **labels_for(run, stage.name, attempt, fallback=fallback)}
     env = _environment(run, stage, attempt, params, outputs, settings)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -243,7 +249,7 @@ def build_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(run.name, stage.name, attempt),
+            "name": job_name(run.name, stage.name, attempt, fallback=fallback),
             "namespace": run.namespace,
             "labels": job_labels,
             "ownerReferences": [owner_reference(run)],

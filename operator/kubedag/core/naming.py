@@ -21,11 +21,18 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:_HASH_LENGTH]
 
 
-def job_name(run: str, stage: str, attempt: int) -> str:
-    name = f"{run}-{stage}-{attempt}"
+def job_name(run: str, stage: str, attempt: int, *, fallback: bool = False) -> str:
+    """`<run>-<stage>-<attempt>`; a fallback's attempts `<run>-<stage>-fb<attempt>`.
+
+    The fallback's mark sits in the last part, never in the stage part: a stage may be named
+    `extract-fb`, but no stage Job's name ends in anything but digits, so the two kinds of
+    name cannot collide.
+    """
+    last = f"fb{attempt}" if fallback else str(attempt)
+    name = f"{run}-{stage}-{last}"
     if len(name) <= MAX_JOB_NAME:
         return name
-    suffix = f"-{_digest(run, stage)}-{attempt}"
+    suffix = f"-{_digest(run, stage)}-{last}"
     prefix = f"{run}-{stage}"[: MAX_JOB_NAME - len(suffix)].rstrip("-.")
     return prefix + suffix
 

@@ -19,6 +19,9 @@ from kubedag import contract
 from kubedag.core import reasons
 
 LABEL_RUN_UID = f"{contract.API_GROUP}/run-uid"
+# On a fallback attempt's Job and pods ("true"): its `attempt` label counts the fallback's own
+# attempts, so the stage and attempt labels alone would take it for the stage's own attempt.
+LABEL_FALLBACK = f"{contract.API_GROUP}/fallback"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 # A container waiting for one of these reasons cannot start as things stand; after the
@@ -51,6 +54,8 @@ class JobSummary:
     suspended: bool = False
     # status.startTime: the Job controller sets it when the Job starts or is unsuspended.
     started: datetime | None = None
+    # A fallback attempt's Job (LABEL_FALLBACK), not one of the stage's own attempts.
+    fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class PodSummary:
     # nvidia.com/gpu ...") and since when the condition has said so.
     unschedulable_message: str | None = None
     unschedulable_since: datetime | None = None
+    # A pod of a fallback attempt (LABEL_FALLBACK).
+    fallback: bool = False
 
     @property
     def unschedulable(self) -> bool:
@@ -174,6 +181,7 @@ def summarize_job(body: dict[str, Any]) -> JobSummary:
         message=message,
         suspended=bool(spec.get("suspend")),
         started=_parse_time(status.get("startTime")),
+        fallback=labels.get(LABEL_FALLBACK) == "true",
     )
 
 
@@ -277,6 +285,7 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
                        or _parse_time(meta.get("creationTimestamp"))) if waiting_reason else None,
         unschedulable_message=unschedulable_message,
         unschedulable_since=unschedulable_since,
+        fallback=labels.get(LABEL_FALLBACK) == "true",
     )
 
 

@@ -53,6 +53,14 @@ STAGE_CHANGED: Final = "StageChanged"
 # A Pending stage whose Job waits for Kueue to admit it (the checkpoint's reason).
 QUEUED: Final = _QUEUED
 
+# A stage's fallback (Events; RecoveredByFallback is also the Degraded condition's reason and
+# what `when` reads as `stages.<name>.reason` of a recovered stage).
+FALLBACK_STARTED: Final = "FallbackStarted"
+FALLBACK_RETRYING: Final = "FallbackRetrying"
+FALLBACK_SUCCEEDED: Final = "FallbackSucceeded"
+FALLBACK_FAILED: Final = "FallbackFailed"
+RECOVERED_BY_FALLBACK: Final = "RecoveredByFallback"
+
 # Why a stage failed: its checkpoint's `reason`, the `reason` label of
 # kubedag_stage_failures_total, and named in its StageFailed / StageRetrying Event.
 EXIT_CODE: Final = "ExitCode"  # the container exited non-zero (checkpoint.exitCode has the code)

@@ -19,6 +19,7 @@ from kubedag.api import (
     set_condition,
 )
 from kubedag.core import reasons
+from kubedag.core.fallback import effective_phase, recovered_stages
 from kubedag.core.plan import Event
 from kubedag.core.stageorder import in_dag_order
 
@@ -100,7 +101,8 @@ def _steady(old: datetime | None, new: datetime | None) -> datetime | None:
 
 def _progress(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint]) -> RunProgress:
     total = len(pipeline.all_stages())
-    completed = sum(1 for cp in stages.values() if cp.phase.finished)
+    # A stage whose fallback runs is not finished yet.
+    completed = sum(1 for cp in stages.values() if effective_phase(cp).finished)
     return RunProgress.of(min(completed, total), total)
 
 
@@ -127,13 +129,20 @@ def _degraded(status: PipelineRunStatus, pipeline: PipelineSpec | None, generati
               now: datetime) -> None:
     if pipeline is None:
         return
-    failed = [s.name for s in pipeline.all_stages() if not s.critical
-              and (status.stages or {}).get(s.name, StageCheckpoint()).phase == StagePhase.FAILED]
+    stages = status.stages or {}
+    failed = [s.name for s in pipeline.all_stages() if not s.critical and effective_phase(
+        stages.get(s.name, StageCheckpoint())) == StagePhase.FAILED]
+    recovered = recovered_stages(pipeline.all_stages(), stages)
+    parts = []
     if failed:
-        _set(status, reasons.CONDITION_DEGRADED, ConditionStatus.TRUE,
-             reasons.NON_CRITICAL_STAGE_FAILED,
-             f"Non-critical stage(s) failed, their dependents were skipped: {', '.join(failed)}",
-             generation, now)
+        parts.append(f"Non-critical stage(s) failed, their dependents were skipped: "
+                     f"{', '.join(failed)}")
+    if recovered:
+        parts.append(f"recovered by fallback: {', '.join(recovered)}")
+    if parts:
+        reason = reasons.NON_CRITICAL_STAGE_FAILED if failed else reasons.RECOVERED_BY_FALLBACK
+        _set(status, reasons.CONDITION_DEGRADED, ConditionStatus.TRUE, reason,
+             "; ".join(parts), generation, now)
 
 
 def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
@@ -151,7 +160,7 @@ def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
     # Main stages first: a finally stage's costs build on the whole main DAG's.
     for stage in [*in_dag_order(pipeline.stages), *in_dag_order(pipeline.finally_ or [])]:
         cp = stages.get(stage.name)
-        if cp is not None and cp.phase.finished:
+        if cp is not None and effective_phase(cp).finished:
             cost = 0.0
         elif cp is not None and cp.phase == StagePhase.RUNNING and cp.start_time:
             cost = max(mean - (now - cp.start_time).total_seconds(), 0.0)

@@ -43,6 +43,7 @@ from kubedag.api import (
     find_condition,
 )
 from kubedag.core import reasons
+from kubedag.core.fallback import effective_outputs
 from kubedag.core.stageorder import in_dag_order
 
 EXIT_SUCCEEDED: Final = 0
@@ -84,6 +85,14 @@ class StageResult:
     fanout_total: int | None
     is_finally: bool
     queue_seconds: float | None = None
+    # The phase of the stage's fallback, once the stage failed for good and has one; a
+    # recovered stage (Failed, fallback Succeeded) reports the fallback's outputs.
+    fallback_phase: StagePhase | None = None
+
+    @property
+    def recovered(self) -> bool:
+        """Failed by itself, recovered by its fallback: done for its dependants."""
+        return self.phase == StagePhase.FAILED and self.fallback_phase == StagePhase.SUCCEEDED
 
 
 @dataclass(frozen=True)
@@ -203,11 +212,12 @@ def _stage_result(name: str, checkpoint: StageCheckpoint | None, stage: Stage | 
                       if started is not None and cp.reason != reasons.STAGE_REUSED else None),
         run_seconds=(_seconds_between(started, cp.finish_time or now)
                      if started is not None else None),
-        outputs=dict(cp.outputs or {}),
+        outputs=dict(effective_outputs(cp) or {}),
         fanout_done=fan_out.succeeded if fan_out is not None else None,
         fanout_total=fan_out.total if fan_out is not None else None,
         is_finally=is_finally,
         queue_seconds=_queue_seconds(cp, now),
+        fallback_phase=cp.fallback.phase if cp.fallback is not None else None,
     )
 
 

@@ -206,6 +206,11 @@ class _ReferenceContext:
             ]
             errors += self._check(references, name, f"{where}.{field}")
         errors += self._check_fan_out(stage.get("fanOut"), f"{where}.fanOut.itemsFrom")
+        fallback = stage.get("fallback")
+        if isinstance(fallback, Mapping) and "fallback" not in fallback:
+            # The fallback runs in the stage's place: it may read what the stage may (params,
+            # and outputs of the stage's upstream stages), under its own field path.
+            errors += self.check_stage({**fallback, "name": name}, f"{where}.fallback")
         return errors
 
     def _check(self, references: References, stage: str, where: str) -> list[FieldError]:

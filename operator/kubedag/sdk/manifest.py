@@ -54,6 +54,14 @@ def _camel_case(model: type[BaseModel], fields: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def _stage(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's fields → the manifest's, its fallback's included (a model of its own)."""
+    raw = _camel_case(api.Stage, fields)
+    if isinstance(fields.get("fallback"), Mapping):
+        raw["fallback"] = _camel_case(api.Fallback, fields["fallback"])
+    return raw
+
+
 def raw_spec(
     *,
     params: Sequence[Any],
@@ -66,9 +74,9 @@ def raw_spec(
     raw: dict[str, Any] = {}
     if params:
         raw["params"] = plain(list(params))
-    raw["stages"] = [_camel_case(api.Stage, stage) for stage in stages]
+    raw["stages"] = [_stage(stage) for stage in stages]
     if finals:
-        raw["finally"] = [_camel_case(api.Stage, stage) for stage in finals]
+        raw["finally"] = [_stage(stage) for stage in finals]
     raw.update(_camel_case(api.PipelineSpec, spec_fields))
     if image is not None:
         defaults = raw.get("defaults")

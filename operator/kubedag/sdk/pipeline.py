@@ -277,12 +277,27 @@ class Pipeline:
                 fields[key] = friendly.env_vars(value)
             elif key == "outputs":
                 fields[key] = friendly.output_specs(value)
+            elif key == "fallback" and isinstance(value, Mapping):
+                fields[key], inputs_of_fallback = self._fallback(step, value)
+                extra_dependencies += inputs_of_fallback
             else:
                 fields[key] = value
         if extra_dependencies:
             fields["depends_on"] = _unique([*(fields.get("depends_on") or []),
                                             *extra_dependencies])
         return fields
+
+    def _fallback(self, step: str, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """`fallback={"processor": alt, "retry": 2, "timeout": 60}`: the same friendly values
+        as add_step's ways to run a stage. What the fallback's processor function reads from
+        upstream steps (or a `depends_on` given with it) becomes the stage's dependencies:
+        the fallback runs in the stage's place, after the same stages."""
+        fields = {key: value for key, value in self._convert(step, given).items()
+                  if value is not None}
+        dependencies = list(fields.pop("depends_on", None) or [])
+        if "command" in fields and "image" not in fields and self.image is not None:
+            fields["image"] = self.image
+        return fields, dependencies
 
     def _fields_of(self, name: str | Step) -> dict[str, Any]:
         key = _name_of(name)

@@ -46,6 +46,9 @@ log = logging.getLogger("kubedag.metrics")
 RUN_PHASES = ("Pending", "Running", "Paused", "Succeeded", "Failed", "Cancelled")
 _FINISHED_RUN = frozenset({"Succeeded", "Failed", "Cancelled"})
 _FINISHED_STAGE = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
+# The outcome label of kubedag_fallbacks_total: a fallback's start, then the phase it ends in.
+_FALLBACK_ENDS = ("Succeeded", "Failed", "Cancelled")
+FALLBACK_OUTCOMES = ("Started", *_FALLBACK_ENDS)
 
 # Runs and stages last seconds to days.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800,
@@ -135,6 +138,11 @@ class Metrics:
             "reason (ExitCode, DeadlineExceeded, OOMKilled, ImagePullFailed, "
             "ContainerConfigError, PodLost, JobLost, ...: the stage checkpoint's reason).",
             ["namespace", "pipeline", "stage", "reason"], registry=r)
+        self.fallbacks = Counter(
+            "kubedag_fallbacks_total",
+            "Stage fallbacks, by outcome: Started (the stage failed for good and its fallback "
+            "began), then Succeeded (the stage was recovered), Failed or Cancelled.",
+            ["namespace", "pipeline", "stage", "outcome"], registry=r)
         self.stage_cpu = Histogram(
             "kubedag_stage_cpu_seconds",
             "CPU time of a stage attempt, as its worker reported it.",
@@ -243,6 +251,9 @@ class Metrics:
                 histogram.labels(*labels)
             for outcome in ("Succeeded", "Failed", "Cancelled"):
                 self.stage_duration.labels(*labels, outcome)
+            if stage_spec.get("fallback"):
+                for outcome in FALLBACK_OUTCOMES:
+                    self.fallbacks.labels(*labels, outcome)
 
     def _stage_transition(self, namespace: str, pipeline: str, stage: str,
                           old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
@@ -280,6 +291,16 @@ class Metrics:
             seconds = _seconds(_time(new.get("startTime")), _time(new.get("finishTime")))
             if seconds is not None:  # a skipped stage never started: no duration
                 self.stage_duration.labels(*labels, new_phase).observe(seconds)
+        self._fallback_transition(labels, old.get("fallback") or {}, new.get("fallback") or {})
+
+    def _fallback_transition(self, labels: tuple[str, str, str], old: Mapping[str, Any],
+                             new: Mapping[str, Any]) -> None:
+        """A fallback's first Job (Started) and its end (Succeeded, Failed, Cancelled)."""
+        if int(new.get("attempts") or 0) and not int(old.get("attempts") or 0):
+            self.fallbacks.labels(*labels, "Started").inc()
+        old_phase, new_phase = old.get("phase", "Pending"), new.get("phase", "Pending")
+        if new_phase in _FALLBACK_ENDS and old_phase != new_phase:
+            self.fallbacks.labels(*labels, new_phase).inc()
 
 
 def _uses_kueue(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

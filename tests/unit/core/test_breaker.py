@@ -280,6 +280,19 @@ def test_an_open_breaker_holds_new_attempts_pending_and_wakes_the_run_at_half_op
     assert not plan.status.phase.finished
 
 
+def test_a_stage_with_a_fallback_runs_its_fallback_at_once_instead_of_waiting() -> None:
+    spec = pipeline(stage("a", breaker={"key": "s3-prod"},
+                          fallback={"image": "cached-copy:1", "command": ["restore"]}),
+                    stage("b", "a"))
+    plan = decide(replace(facts(spec), breakers={"s3-prod": open_view()}), T0)
+    cp = (plan.status.stages or {})["a"]
+    assert (cp.phase, cp.reason) == (StagePhase.FAILED, reasons.CIRCUIT_OPEN)
+    assert cp.fallback is not None and cp.fallback.job is not None
+    [job] = plan.create_jobs
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "cached-copy:1"
+    assert plan.breaker_held == {} and not plan.status.phase.finished
+
+
 def test_a_half_open_breaker_lets_one_attempt_through_and_reports_it() -> None:
     half = BreakerView(name="s3-prod", state=HALF, allowance=1)
     plan = decide(replace(facts(GUARDED), breakers={"s3-prod": half}), T0)

@@ -146,3 +146,21 @@ def test_param_mapping_with_paramspec_and_dict_values() -> None:
     assert [(s.name, s.type.value, s.default) for s in p.build().params or []] == [
         ("size", "int", 3), ("mode", "string", None), ("ids", "array", None),
         ("ratio", "float", 0.5), ("config", "object", None)]
+
+
+def test_a_fallback_takes_the_friendly_values_of_add_step_and_reads_back_equal() -> None:
+    p = Pipeline("fb", image=IMAGE)
+    p.add_step("fetch", processor="pkg.steps:fetch")
+    p.add_step("extract", processor="pkg.steps:extract", depends_on=["fetch"],
+               fallback={"command": ["sh", "-c", "cat cached.json"], "retry": 2,
+                         "timeout": timedelta(minutes=1), "env": {"MODE": "cached"},
+                         "fan_out": ["a", "b"], "node_selector": {"pool": "cheap"}})
+    extract = p.build().stages[1]
+    assert extract.fallback == api.Fallback(
+        image=IMAGE, command=["sh", "-c", "cat cached.json"], retry=api.RetryPolicy(limit=2),
+        timeout_seconds=60, env=[api.EnvVar(name="MODE", value="cached")],
+        fan_out=api.FanOut(items=["a", "b"]), node_selector={"pool": "cheap"})
+    assert Pipeline.from_yaml(p.to_yaml()).build() == p.build()
+    model = api.Fallback(processor="pkg.steps:alt")
+    p.add_step("other", processor="pkg.steps:x", fallback=model)
+    assert p.build().stages[2].fallback == model

@@ -303,3 +303,28 @@ def test_cache_lookups_are_counted_by_result_and_reason_and_entries_by_pipeline(
                 registry)
     assert value(registry, "kubedag_cache_entries", namespace="ns", pipeline="docs") == 2
     assert value(registry, "kubedag_cache_entries", namespace="other") == 1
+
+
+def test_fallbacks_are_counted_when_they_start_and_when_they_end(metrics: Metrics) -> None:
+    spec = {"stages": [{"name": "a", "image": "i", "fallback": {"image": "j"}}]}
+    failed = {"phase": "Failed", "attempts": 1, "reason": "OOMKilled"}
+    passes: list[dict[str, Any]] = [
+        {"phase": "Running", "pipelineSpec": spec, "stages": {"a": {"phase": "Running"}}},
+        {"phase": "Running", "pipelineSpec": spec, "stages": {"a": {
+            **failed, "fallback": {"phase": "Running", "attempts": 1, "job": "r1-a-fb1"}}}},
+        {"phase": "Running", "pipelineSpec": spec, "stages": {"a": {
+            **failed, "fallback": {"phase": "Retrying", "attempts": 1}}}},
+        {"phase": "Running", "pipelineSpec": spec, "stages": {"a": {
+            **failed, "fallback": {"phase": "Running", "attempts": 2, "job": "r1-a-fb2"}}}},
+        {"phase": "Succeeded", "pipelineSpec": spec, "stages": {"a": {
+            **failed, "fallback": {"phase": "Succeeded", "attempts": 2}}}},
+    ]
+    metrics.record_transitions(run(), passes[0])
+    assert value(metrics.registry, "kubedag_fallbacks_total", stage="a", outcome="Failed") == 0
+    for old, new in itertools.pairwise(passes):
+        metrics.record_transitions(run(old), new)
+        metrics.record_transitions(run(new), copy.deepcopy(new))
+    counts = {outcome: value(metrics.registry, "kubedag_fallbacks_total", namespace=NS,
+                             pipeline=PIPE, stage="a", outcome=outcome)
+              for outcome in ("Started", "Succeeded", "Failed", "Cancelled")}
+    assert counts == {"Started": 1, "Succeeded": 1, "Failed": 0, "Cancelled": 0}
