@@ -120,6 +120,10 @@ def _stages() -> list[dict[str, Any]]:
                                        gpuUtilizationMean=0.8, gpuUtilizationPeak=1.0)}),
         stage("flaky", "prepare", exit_code=3, duration="1s", critical=False,
               retry={"limit": 1, "initialDelaySeconds": 1}),
+        # Recovered by its fallback (the fallback panel); cached, so that the runs after the
+        # first reuse its result (the stage cache panels).
+        stage("fragile", exit_code=3, critical=False, fallback={"image": "busybox"}),
+        stage("lookup", cache={"maxAge": "1h"}),
     ]
 
 

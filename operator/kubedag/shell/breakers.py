@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubedag import contract
@@ -264,7 +265,13 @@ class Breakers:
                 await self._write_once(ident, breaker)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
+                if breaker.written is None and _namespace_gone(error):
+                    # Its namespace is gone (or being deleted): so are the runs it guarded.
+                    log.info("circuit breaker %s/%s not written: its namespace is gone",
+                             ident[0], breaker.name)
+                    self._breakers.pop(ident, None)
+                    return
                 log.warning("writing circuit breaker %s/%s failed; retrying", ident[0],
                             breaker.name, exc_info=True)
                 breaker.dirty = True
@@ -312,3 +319,10 @@ class Breakers:
         return [BreakerRow(namespace=ns, key=key, state=str(b.status.state),
                            held=sum(self._held.get((ns, key), {}).values()))
                 for (ns, key), b in list(self._breakers.items())]
+
+
+def _namespace_gone(error: Exception) -> bool:
+    """Creating in a namespace that no longer exists (404), or is being deleted (403, "is
+    being terminated")."""
+    return isinstance(error, ApiException) and (
+        error.status == 404 or (error.status == 403 and "being terminated" in str(error.body)))

@@ -7,6 +7,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from kubedag.api import BreakerThresholds, PipelineRunStatus
 from kubedag.core.breaker import AttemptReport, Verdict
 from kubedag.core.plan import Plan
@@ -95,5 +97,21 @@ def test_successes_and_ignored_failures_create_no_breaker() -> None:
         breakers.apply((NS, "run"), plan, at(1))
         await breakers.flush()
         assert kube.objects == {} and breakers.views(NS, at(2)) == {}
+
+    asyncio.run(scenario())
+
+
+class GoneNamespaceKube(FakeKube):
+    async def create_breaker(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        raise ApiException(status=404, reason="Not Found")
+
+
+def test_a_breaker_whose_namespace_is_gone_is_dropped_not_retried() -> None:
+    async def scenario() -> None:
+        breakers = Breakers(GoneNamespaceKube(), Metrics())  # type: ignore[arg-type]
+        breakers.apply((NS, "run"), failures(5), at(5))
+        assert breakers.views(NS, at(6))["dep"].allowance == 0
+        await asyncio.wait_for(breakers.flush(), timeout=5)
+        assert breakers.views(NS, at(6)) == {} and breakers.rows() == []
 
     asyncio.run(scenario())
