@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from kubedag.shell.memory import limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
 from kubedag.shell.settings import OperatorSettings
 from kubedag.shell.stagecache import StageCacheStore
+from kubedag.shell.standby import Activation, exit_when_demoted, peering_priority
 from kubedag.shell.workqueue import WorkQueue
 
 log = logging.getLogger("kubedag.operator")
@@ -68,6 +70,8 @@ class _State:
     fits_refresh: asyncio.Task[None] | None = None
     # What kopf serves, when Kueue's Workloads are watched (see watch_workloads).
     insights: Insights | None = None
+    # Started by the first handler call: see kubedag.shell.standby.
+    activation: Activation
 
 
 state = _State()
@@ -98,14 +102,15 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.execution.max_workers = config.api_threads
+    # Used only with --peering: the oldest replica leads (kubedag.shell.standby).
+    settings.peering.priority = peering_priority(time.time())
+    settings.peering.lifetime = config.peering_lifetime_seconds
     limit_arenas()
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
     kube = Kube(new_api_client(config.api_threads))
     state.queue = WorkQueue()
     state.stage_cache = StageCacheStore(kube)
-    # Every entry indexed before the first reconcile: a run after a restart still hits.
-    await state.stage_cache.load(config.namespaces)
     state.reconciler = Reconciler(kube, config, state.runs, state.indexes,
                                   stage_cache=state.stage_cache)
     state.reconciler.wake = state.queue.add
@@ -115,13 +120,29 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.watch_breakers(state.reconciler.breakers.rows)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
-    state.workers = [asyncio.create_task(_worker(i)) for i in range(config.workers)]
-    state.workers.append(asyncio.create_task(trim_periodically()))
+    state.workers = [asyncio.create_task(trim_periodically())]
+    if state.insights is not None:
+        state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
+    state.activation = Activation(_activate)
+    exit_when_demoted(state.activation)
+
+
+async def _activate() -> None:
+    """What a replica needs once it leads (at once when it runs alone; a standby when it takes
+    over): the stage cache index as it is now, and the loops that act on what it holds."""
+    config = state.settings
+    # Every entry indexed before the first reconcile: a run after a restart still hits.
+    await state.stage_cache.load(config.namespaces)
+    state.workers.extend(asyncio.create_task(_worker(i)) for i in range(config.workers))
     state.workers.append(asyncio.create_task(
         state.stage_cache.collect_periodically(config.cache_gc_seconds)))
     state.workers.append(asyncio.create_task(state.reconciler.breakers.tick_forever()))
-    if state.insights is not None:
-        state.workers.append(asyncio.create_task(rescan_for_kueue(settings, state.insights)))
+
+
+async def _enter(kwargs: dict[str, Any]) -> None:
+    """Every handler's first step: kopf's current indexes bound, the replica activated."""
+    _bind(kwargs)
+    await state.activation.ensure()
 
 
 @kopf.on.cleanup()
@@ -281,7 +302,7 @@ def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[
 
 
 async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
-    _bind(kwargs)
+    await _enter(kwargs)
     job = workload_owner(dict(body))
     for run_uid in state.indexes.job_runs.get((namespace, job), []):
         _wake(run_uid)
@@ -291,7 +312,7 @@ async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) 
 
 @kopf.on.event(GROUP, VERSION, "pipelineruns")
 async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
-    _bind(kwargs)
+    await _enter(kwargs)
     raw = dict(body)
     if type == "DELETED":
         key = state.runs.forget(raw)
@@ -305,7 +326,7 @@ async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
 async def cache_entry_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
     """Entries created by this operator are indexed when it creates them; this keeps the
     index current with the rest: entries of another replica, deleted or edited ones."""
-    _bind(kwargs)
+    await _enter(kwargs)
     state.stage_cache.observed(dict(body), deleted=type == "DELETED")
 
 
@@ -313,19 +334,19 @@ async def cache_entry_event(body: kopf.Body, type: str | None, **kwargs: Any) ->
 async def breaker_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
     """A CircuitBreaker changed: a person set forceState or thresholds, or deleted it; or the
     operator's own write came back (nothing to do then)."""
-    _bind(kwargs)
+    await _enter(kwargs)
     state.reconciler.breakers.observe(dict(body), deleted=type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 async def job_event(labels: kopf.Labels, **kwargs: Any) -> None:
-    _bind(kwargs)
+    await _enter(kwargs)
     _wake(labels[LABEL_RUN_UID])
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)
 async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
-    _bind(kwargs)
+    await _enter(kwargs)
     _wake(labels[LABEL_RUN_UID])
 
 
@@ -333,7 +354,7 @@ async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
 async def pipeline_event(namespace: str | None, name: str, body: kopf.Body, type: str,
                          **kwargs: Any) -> None:
     """A Pipeline appeared or changed: report whether it is valid; waiting runs can start."""
-    _bind(kwargs)
+    await _enter(kwargs)
     if type != "DELETED" and namespace is not None:
         await _write_pipeline_status(namespace, name, dict(body), state.indexes.node_list())
     for key, run in list(state.runs.bodies.items()):
@@ -348,7 +369,7 @@ async def node_event(body: kopf.Body, name: str, type: str | None, **kwargs: Any
     """A node changed what it offers (joined, left, cordoned, relabelled, resized): check
     every Pipeline's fit again, once for a burst of such changes. A status heartbeat leaves
     the node's summary as it was and costs one comparison."""
-    _bind(kwargs)
+    await _enter(kwargs)
     summary = None if type == "DELETED" else node_capacity(dict(body))
     if state.fitted_nodes is not None and state.fitted_nodes.get(name) == summary:
         return

@@ -14,6 +14,16 @@ def _int(name: str, default: int) -> int:
 
 
 KUEUE_MODES = ("auto", "off")
+# Below this, kopf's renewals (every 1 s at best) and one slow API call already overlap.
+MIN_PEERING_LIFETIME_SECONDS = 3
+
+
+def _lifetime() -> int:
+    seconds = _int("KUBEDAG_PEERING_LIFETIME_SECONDS", 10)
+    if seconds < MIN_PEERING_LIFETIME_SECONDS:
+        raise ValueError(f"KUBEDAG_PEERING_LIFETIME_SECONDS={seconds}: at least "
+                         f"{MIN_PEERING_LIFETIME_SECONDS}")
+    return seconds
 
 
 def _kueue() -> bool:
@@ -43,6 +53,12 @@ class OperatorSettings:
     kueue: bool = True
     # How often the operator looks for stage cache entries past their maxAge to delete.
     cache_gc_seconds: float = 60.0
+    # With --peering: how long a replica's record in the peering object counts as alive. A
+    # standby takes over this long (at most) after the leader died; a leader that cannot renew
+    # its record within it (API server unreachable, CPU starved) is taken over while alive,
+    # and then leaves (kubedag.shell.standby). kopf renews 5-10 s before expiry (every 1 s
+    # from 6 s down); kopf's default is 60.
+    peering_lifetime_seconds: int = 10
     jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
@@ -58,6 +74,7 @@ class OperatorSettings:
                 "KUBEDAG_START_FAILURE_GRACE_SECONDS", START_FAILURE_GRACE.total_seconds())),
             kueue=_kueue(),
             cache_gc_seconds=float(os.environ.get("KUBEDAG_CACHE_GC_SECONDS", "60")),
+            peering_lifetime_seconds=_lifetime(),
             jobs=JobSettings(
                 worker_image=os.environ.get("KUBEDAG_WORKER_IMAGE", JobSettings.worker_image),
                 job_ttl_seconds=_int("KUBEDAG_JOB_TTL_SECONDS", JobSettings.job_ttl_seconds),
