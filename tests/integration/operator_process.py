@@ -20,13 +20,17 @@ class OperatorProcess:
     # operators reconciling the same runs would fight.
     instances: ClassVar[list[OperatorProcess]] = []
 
-    def __init__(self, cluster: Cluster, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Cluster, extra_env: dict[str, str] | None = None, *,
+                 args: tuple[str, ...] = (), name: str = "kubedag-operator") -> None:
+        """``args``: more command-line arguments (``--peering``); ``name``: of its log file,
+        distinct for each of several operators."""
         OperatorProcess.instances.append(self)
         self.cluster = cluster
         self.extra_env = extra_env or {}
+        self.args = args
         # Its own metrics port: never the default 8080 another test session may hold.
         self.metrics_port = int(self.extra_env.get("KUBEDAG_METRICS_PORT") or free_port())
-        self.log = cluster.plane.log_dir / "kubedag-operator.log"
+        self.log = cluster.plane.log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -39,7 +43,7 @@ class OperatorProcess:
         with self.log.open("ab") as out:
             out.write(f"\n===== start #{self.starts} at {time.strftime('%X')} =====\n".encode())
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubedag.shell.main", "--liveness", ""],
+                [sys.executable, "-m", "kubedag.shell.main", "--liveness", "", *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         self._wait_until_watching()

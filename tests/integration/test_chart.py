@@ -27,6 +27,7 @@ def test_helm_lint(cluster: Cluster) -> None:
 
 def test_schema_rejects_unknown_and_invalid_values(cluster: Cluster) -> None:
     for bad in ("replicaCout=2", "metrics.port=0", "image.pullPolicy=Sometimes",
+                "operator.peeringLifetimeSeconds=1",
                 "worker.admissionPolicy.validationActions={Deny,Warn}",
                 "worker.admissionPolicy.enable=true", "tolerations[0].effect=Sometimes"):
         result = cluster.helm("template", "x", str(CHART), f"--set={bad}", check=False)
@@ -67,10 +68,13 @@ def test_rendered_objects_follow_the_conventions(cluster: Cluster) -> None:
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
+    # replicaCount=2: two pods, each a peer (the oldest leads, kubedag.shell.standby).
+    assert deployment["spec"]["replicas"] == 2
     assert "--peering=kd-kubedag" in container["args"]
     assert ("ClusterKopfPeering", "kd-kubedag") in by_kind
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBEDAG_METRICS_PORT"] == "8080"
+    assert env["KUBEDAG_PEERING_LIFETIME_SECONDS"] == "10"
     assert env["KUBEDAG_WORKER_IMAGE"] == "ghcr.io/kubedag/worker:0.1.0"
     for doc in docs:
         labels = doc["metadata"]["labels"]
@@ -82,6 +86,12 @@ def test_rendered_objects_follow_the_conventions(cluster: Cluster) -> None:
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         (name, text), = config_map["data"].items()
         assert text == (CHART / "dashboards" / name).read_text().rstrip("\n")
+
+    tuned = render(cluster, "kd", "kd-system", "replicaCount=2",
+                   "operator.peeringLifetimeSeconds=30")
+    container = next(d for d in tuned if d["kind"] == "Deployment")["spec"]["template"][
+        "spec"]["containers"][0]
+    assert {"name": "KUBEDAG_PEERING_LIFETIME_SECONDS", "value": "30"} in container["env"]
 
     single = render(cluster, "kd", "kd-system")
     args = next(d for d in single if d["kind"] == "Deployment")["spec"]["template"]["spec"][
