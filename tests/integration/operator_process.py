@@ -65,6 +65,9 @@ class OperatorProcess:
         """Whether the operator has logged ``text`` since it was last started."""
         return text in self._tail()
 
+    def log_since_start(self) -> str:
+        return self._tail()
+
     def _tail(self) -> str:
         text = self.log.read_text(errors="replace")
         return text[text.rfind("===== start #"):]

@@ -40,6 +40,8 @@ log = logging.getLogger("kubedag.standby")
 # record, so a kopf that words these differently fails there.
 KOPF_PEERING_LOGGER = "kopf._core.engines.peering"
 KOPF_PAUSE_MESSAGES = ("Pausing operations in favour of", "Pausing all operators")
+# Logged once, when the replica activates (tests measure the takeover from its timestamp).
+ACTIVATION_MESSAGE = "leading: kopf delivers events to this replica"
 # The exit status of a demoted leader (EX_TEMPFAIL: "try again"): its Pod restarts it.
 DEMOTED_EXIT_CODE = 75
 # Same-millisecond starts are told apart by this many random values.
@@ -72,7 +74,7 @@ class Activation:
     async def ensure(self) -> None:
         if self._task is None:
             self.started_at = time.time()
-            log.info("leading: kopf delivers events to this replica; loading its state")
+            log.info("%s; loading its state", ACTIVATION_MESSAGE)
             self._task = asyncio.ensure_future(self._activate())
         task = self._task
         try:

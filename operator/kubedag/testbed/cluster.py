@@ -76,9 +76,11 @@ class ControlPlane:
         """nodeSelector and tolerations that put a test pod on a kwok node (and only there)."""
         return {"nodeSelector": dict(NODE_SELECTOR), "tolerations": [dict(t) for t in TOLERATIONS]}
 
-    def restart_component(self, name: str, timeout_seconds: float = 60.0) -> float:
+    def restart_component(self, name: str, timeout_seconds: float = 60.0,
+                          down_seconds: float = 0.0) -> float:
         """SIGKILL one component's process group and start it again with the same arguments
-        (so on the same ports, with the same data); returns the seconds it was unavailable.
+        (so on the same ports, with the same data) after ``down_seconds``; returns the seconds
+        it was unavailable.
 
         Waits until it serves again where that can be seen: etcd's /health, kube-apiserver's
         /readyz. Restarting kwok this way leaves its node leases to the old instance (the new one
@@ -91,6 +93,7 @@ class ControlPlane:
         pid = self.pids.pop(name, None)
         if pid is not None:
             processes.stop([pid], grace_seconds=0)
+        time.sleep(down_seconds)
         log = self.log_dir / f"{name}.log"
         with log.open("a") as out:
             out.write(f"\n===== restarted by the test bed at {datetime.now(UTC):%X} =====\n")
