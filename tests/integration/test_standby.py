@@ -6,6 +6,8 @@ works from the cluster as it is then, not as it was when the standby started.
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import threading
 import time
@@ -17,7 +19,7 @@ import pytest
 from kubernetes import watch
 
 from kubedag.contract import API_GROUP, API_VERSION
-from kubedag.shell.standby import ACTIVATION_MESSAGE
+from kubedag.shell.standby import ACTIVATION_MESSAGE, DEMOTED_EXIT_CODE
 from tests.integration.chaos import Observer, assert_once_each
 from tests.integration.chart_support import CHART
 from tests.integration.operator_process import OperatorProcess
@@ -205,3 +207,26 @@ def test_a_standby_that_takes_over_sees_what_changed_while_it_stood_by(
     run = wait_phase(cluster, namespace, "guarded", timeout=30)
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert stages_of(run)["a"].get("reason") != "CircuitOpen"
+
+
+def test_a_replica_that_led_and_is_paused_exits(cluster: Cluster, peering: str) -> None:
+    """The leader frozen (SIGSTOP) past its record's lifetime: the standby takes over. The
+    leader comes back (SIGCONT), older, so kopf pauses the replica that took over - which has
+    acted, and would keep what it holds while paused: it exits, to restart as a standby."""
+    replicas = Replicas(cluster, peering)
+    first, second = replicas.processes
+    first.start()
+    assert replicas.wait_leader() is first
+    second.start()
+    assert first.process is not None and second.process is not None
+    os.killpg(first.process.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: second.logged(ACTIVATION_MESSAGE), timeout=LIFETIME_SECONDS * 3,
+                 what="the standby to take over from the frozen leader")
+    finally:
+        os.killpg(first.process.pid, signal.SIGCONT)
+    code = wait_for(lambda: second.process.poll() if second.process else None,
+                    timeout=LIFETIME_SECONDS * 3, what="the replica that took over to exit")
+    assert code == DEMOTED_EXIT_CODE
+    assert second.logged("exiting, to restart as a standby")
+    assert first.process.poll() is None
