@@ -4,6 +4,9 @@ Only ``on.event`` handlers and indexes are used, so kopf writes nothing to our o
 finalizers, no progress annotations): the one status write per reconcile is the operator's own.
 kopf fills every index before it invokes any handler, so the first reconcile after a restart
 already sees all of a run's Jobs and pods - which is what makes "never re-create a Job" hold.
+The first handler call also activates the replica (`_activate`): a standby under --peering
+gets none until it takes over, and must not act on what it would have loaded before
+(kubedag.shell.standby).
 """
 
 from __future__ import annotations
