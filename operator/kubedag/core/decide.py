@@ -87,7 +87,7 @@ from kubedag.core.stagecheck import (
     stages_read_by,
     stages_watched_by,
 )
-from kubedag.core.stageorder import in_dag_order
+from kubedag.core.stageorder import all_in_order, pipeline_order
 
 # A Job we created may not be in the watch cache yet; until this much time has passed, its
 # absence is the cache lagging, not the Job being lost.
@@ -526,10 +526,11 @@ def _skip(p: _Pass, stage: Stage, reason: str, message: str) -> None:
     p.skipped.append(f"{stage.name} ({message})")
 
 
-def _candidates(p: _Pass, stages: Sequence[Stage], stopping: bool) -> list[Stage]:
-    """Stages that may start now; skips what can never run, in DAG order so skips cascade."""
+def _candidates(p: _Pass, in_order: Sequence[Stage], stopping: bool) -> list[Stage]:
+    """Stages that may start now; skips what can never run. ``in_order``: in DAG order, so
+    that skips cascade."""
     ready: list[Stage] = []
-    for stage in in_dag_order(stages):
+    for stage in in_order:
         phase = _phase(p, stage.name)
         if phase == StagePhase.RETRYING:
             cp = p.checkpoints[stage.name]
@@ -620,13 +621,14 @@ def _schedule(p: _Pass) -> None:
     main, final = p.pipeline.stages, p.pipeline.finally_ or []
     stopping = _critical_failure(p, main)
     settle_unstarted_fallbacks(p, stopping)
-    ready = _candidates(p, main, stopping)
+    main_in_order, final_in_order = pipeline_order(p.pipeline)
+    ready = _candidates(p, main_in_order, stopping)
     if not _active(p, main) and not ready:
         # The main DAG is settled; what never ran will not run now.
         for stage in main:
             if _phase(p, stage.name) == StagePhase.PENDING and not _in_flight(p, stage.name):
                 _skip(p, stage, reasons.RUN_FAILED, "not run: a critical stage failed")
-        ready = _candidates(p, final, stopping=False)
+        ready = _candidates(p, final_in_order, stopping=False)
     _start(p, ready)
     everything = [*main, *final]
     if all(_phase(p, s.name).finished for s in everything):
@@ -903,7 +905,7 @@ def _stop_everything(p: _Pass, reason: str, message: str) -> None:
     one's Job deleted: its pods get SIGTERM and their grace period), the others Skipped; both
     with the same reason (UpstreamFailed instead, when a dependency failed: as if the run
     had gone on)."""
-    for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
+    for stage in all_in_order(p.pipeline):
         cp = p.checkpoints.get(stage.name)
         if cp is not None and cp.phase.finished:
             stop_fallback(p, stage.name, reason, message, p.facts.jobs)
@@ -962,7 +964,7 @@ def _reuse_finished_stages(p: _Pass) -> None:
         return
     again = rerun_closure(p.pipeline, p.facts.spec.rerun_stages or [])
     reused: list[str] = []
-    for stage in [*in_dag_order(p.pipeline.stages), *in_dag_order(p.pipeline.finally_ or [])]:
+    for stage in all_in_order(p.pipeline):
         old = previous.get(stage.name)
         # A stage its fallback recovered counts as done: its (the fallback's) outputs are
         # reused with the rest of its checkpoint.

@@ -21,7 +21,7 @@ from kubedag.api import (
 from kubedag.core import reasons
 from kubedag.core.fallback import effective_phase, recovered_stages
 from kubedag.core.plan import Event
-from kubedag.core.stageorder import in_dag_order
+from kubedag.core.stageorder import all_in_order
 
 _ETA_MIN_FINISHED = 1
 
@@ -158,7 +158,7 @@ def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
     finals = {s.name for s in pipeline.finally_ or []}
     main_names = [s.name for s in pipeline.stages]
     # Main stages first: a finally stage's costs build on the whole main DAG's.
-    for stage in [*in_dag_order(pipeline.stages), *in_dag_order(pipeline.finally_ or [])]:
+    for stage in all_in_order(pipeline):
         cp = stages.get(stage.name)
         if cp is not None and effective_phase(cp).finished:
             cost = 0.0

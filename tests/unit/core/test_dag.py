@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
+from kubedag.api import PipelineSpec
+from kubedag.core import stageorder
 from kubedag.core.dag import (
     DagError,
     FieldError,
@@ -125,3 +129,17 @@ def test_dot_and_mermaid_export() -> None:
         '  s1["train"]',
         "  s0 --> s1",
     ]
+
+
+def test_a_specs_dag_order_is_computed_once_and_forgotten_with_the_spec() -> None:
+    spec = PipelineSpec.model_validate({
+        "stages": [{"name": "b", "image": "x", "dependsOn": ["a"]}, {"name": "a", "image": "x"}],
+        "finally": [{"name": "z", "image": "x"}]})
+    first = stageorder.pipeline_order(spec)
+    assert [s.name for s in first[0]] == ["a", "b"] and [s.name for s in first[1]] == ["z"]
+    assert stageorder.pipeline_order(spec) is first
+    assert [s.name for s in stageorder.all_in_order(spec)] == ["a", "b", "z"]
+    key = id(spec)
+    del spec
+    gc.collect()
+    assert key not in stageorder._ORDERS
