@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import graphlib
-import weakref
 from collections.abc import Sequence
 
 from kubedag.api import PipelineSpec, Stage
+from kubedag.core.memo import WeakMemo
 
 
 def in_dag_order(stages: Sequence[Stage]) -> list[Stage]:
@@ -17,11 +17,11 @@ def in_dag_order(stages: Sequence[Stage]) -> list[Stage]:
     return [by_name[n] for n in sorter.static_order()]
 
 
-# Each spec's order, by the spec's id, with a weak reference that drops the entry when the
-# spec is collected (a spec is not hashable, and a private attribute would make equal specs
-# compare unequal).
-_Order = tuple[tuple[Stage, ...], tuple[Stage, ...]]
-_ORDERS: dict[int, tuple[weakref.ref[PipelineSpec], _Order]] = {}
+def _orders(pipeline: PipelineSpec) -> tuple[tuple[Stage, ...], tuple[Stage, ...]]:
+    return (tuple(in_dag_order(pipeline.stages)), tuple(in_dag_order(pipeline.finally_ or [])))
+
+
+_pipeline_orders = WeakMemo(_orders)
 
 
 def pipeline_order(pipeline: PipelineSpec) -> tuple[Sequence[Stage], Sequence[Stage]]:
@@ -29,17 +29,7 @@ def pipeline_order(pipeline: PipelineSpec) -> tuple[Sequence[Stage], Sequence[St
     instance: every pass of a run walks them, and sorting a 900-stage lattice on each pass was
     a seventh of the operator's CPU (py-spy, `make bench`). A spec is not changed once
     validated; one that is must not be passed to the core again."""
-    key = id(pipeline)
-    cached = _ORDERS.get(key)
-    if cached is not None and cached[0]() is pipeline:
-        return cached[1]
-    order = (tuple(in_dag_order(pipeline.stages)), tuple(in_dag_order(pipeline.finally_ or [])))
-
-    def forget(_ref: weakref.ref[PipelineSpec]) -> None:
-        _ORDERS.pop(key, None)
-
-    _ORDERS[key] = (weakref.ref(pipeline, forget), order)
-    return order
+    return _pipeline_orders(pipeline)
 
 
 def all_in_order(pipeline: PipelineSpec) -> list[Stage]:

@@ -1,0 +1,39 @@
+"""Values derived once per live object, for the models a run's passes read over and over.
+
+The API models are not hashable (and a private attribute would make equal models compare
+unequal), so a value is kept by the object's id next to a weak reference that drops it when the
+object is collected. Only for objects not changed once built: the pipeline snapshot of a run,
+and the checkpoints decide() replaces (never mutates) when a stage changes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key")
+Value = TypeVar("Value")
+
+
+class WeakMemo(Generic[Key, Value]):
+    def __init__(self, build: Callable[[Key], Value]) -> None:
+        self._build = build
+        self._values: dict[int, tuple[weakref.ref[Key], Value]] = {}
+
+    def __call__(self, obj: Key) -> Value:
+        key = id(obj)
+        kept = self._values.get(key)
+        if kept is not None and kept[0]() is obj:
+            return kept[1]
+        value = self._build(obj)
+        values = self._values
+
+        def forget(_ref: object) -> None:
+            values.pop(key, None)
+
+        values[key] = (weakref.ref(obj, forget), value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._values)
