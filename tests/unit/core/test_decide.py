@@ -167,6 +167,13 @@ def test_progress_and_eta_once_one_stage_finished() -> None:
     assert (progress.completed, progress.total, progress.percent) == (1, 4, 25)
     # Mean duration 100 s; b and c are left on the longest path, so about 200 s remain.
     assert plan.status.eta == at(300)
+    # Nothing finished since: the estimate stands until it has passed, then is made again.
+    f = step(f, plan, now=at(250))
+    plan = decide(f, at(250))
+    assert plan.status.eta == at(300)
+    f = step(f, plan, now=at(320))
+    plan = decide(f, at(320))
+    assert plan.status.eta is not None and plan.status.eta > at(320)
 
 
 # --- failure and retries -------------------------------------------------------------------------
