@@ -55,15 +55,16 @@ def test_operator_killed_at_random_moments_loses_nothing(
     assert_once_each(observer, cluster, namespace, names)
 
 
-@pytest.mark.owns_control_plane
-def test_run_completes_across_an_api_server_restart(
-    cluster: Cluster, namespace: str, running_operator: OperatorProcess
-) -> None:
-    assert "kube-apiserver" in cluster.plane.commands, "needs the local test bed's API server"
+def _restart_mid_run(cluster: Cluster, namespace: str, operator: OperatorProcess,
+                     component: str, timeout: float, **restart: float) -> None:
+    """A run of 18 two-second stages; once 6 have succeeded, ``component`` of the control plane
+    is restarted. The run must succeed with every stage run exactly once, and the operator
+    must still be up."""
+    assert component in cluster.plane.commands, f"needs the local test bed's {component}"
     stages = layered(6, 3, ["2s"] * 18)
     names = [s["name"] for s in stages]
-    create_run(cluster, namespace, "apiserver", {"pipelineSpec": pipeline(cluster, stages)})
-    observer = Observer(cluster, namespace, "apiserver")
+    create_run(cluster, namespace, component, {"pipelineSpec": pipeline(cluster, stages)})
+    observer = Observer(cluster, namespace, component)
     observer.start()
     try:
         deadline = time.monotonic() + 60
@@ -71,15 +72,23 @@ def test_run_completes_across_an_api_server_restart(
             time.sleep(0.1)
         assert len(observer.succeeded) >= 6, "the run did not get going"
         assert len(observer.succeeded) < len(names)
-        down = cluster.plane.restart_component("kube-apiserver")
-        print(f"kube-apiserver back after {down:.1f} s")
-        run = wait_phase_through_errors(cluster, namespace, "apiserver", timeout=120)
+        down = cluster.plane.restart_component(component, **restart)
+        print(f"{component} back after {down:.1f} s")
+        run = wait_phase_through_errors(cluster, namespace, component, timeout=timeout)
     finally:
         observer.finish()
     assert run["status"]["phase"] == "Succeeded", run["status"]
-    assert running_operator.process is not None and running_operator.process.poll() is None
+    assert operator.process is not None and operator.process.poll() is None
+    print(f"{observer.errors} of the observer's requests failed meanwhile")
     assert observer.succeeded == set(names)
     assert_once_each(observer, cluster, namespace, names)
+
+
+@pytest.mark.owns_control_plane
+def test_run_completes_across_an_api_server_restart(
+    cluster: Cluster, namespace: str, running_operator: OperatorProcess
+) -> None:
+    _restart_mid_run(cluster, namespace, running_operator, "kube-apiserver", timeout=120)
 
 
 @pytest.mark.owns_control_plane
@@ -89,25 +98,5 @@ def test_run_completes_across_an_etcd_restart(
     """etcd SIGKILLed mid-run and started again on the same data directory after 5 s down:
     the API server fails every request meanwhile, its watches break, and the operator must
     pick up where it was (the run's status, its Jobs) without running a stage again."""
-    assert "etcd" in cluster.plane.commands, "needs the local test bed's etcd"
-    stages = layered(6, 3, ["2s"] * 18)
-    names = [s["name"] for s in stages]
-    create_run(cluster, namespace, "etcd", {"pipelineSpec": pipeline(cluster, stages)})
-    observer = Observer(cluster, namespace, "etcd")
-    observer.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(observer.succeeded) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(observer.succeeded) >= 6, "the run did not get going"
-        assert len(observer.succeeded) < len(names)
-        down = cluster.plane.restart_component("etcd", down_seconds=5)
-        print(f"etcd back after {down:.1f} s")
-        run = wait_phase_through_errors(cluster, namespace, "etcd", timeout=180)
-    finally:
-        observer.finish()
-    assert run["status"]["phase"] == "Succeeded", run["status"]
-    assert running_operator.process is not None and running_operator.process.poll() is None
-    print(f"{observer.errors} of the observer's requests failed meanwhile")
-    assert observer.succeeded == set(names)
-    assert_once_each(observer, cluster, namespace, names)
+    _restart_mid_run(cluster, namespace, running_operator, "etcd", timeout=180,
+                     down_seconds=5)
