@@ -3,12 +3,12 @@ the kwok Stages that let Argo's pods and the pods-directly floor's finish."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
 from bench import dags
 from bench.argo import (
     COLUMNS,
@@ -21,6 +21,7 @@ from bench.argo import (
     workflow_manifest,
 )
 from bench.floor import POD_OWNER_KIND, job_manifest, pod_manifest
+
 from kubedag.testbed.stages import UPSTREAM_STAGES, stages_config
 
 PLACEMENT = {"nodeSelector": {"type": "kwok"},
@@ -139,7 +140,6 @@ def test_without_a_floor_walls_have_no_ratio() -> None:
 
 
 def test_request_summary_counts_writes_apart() -> None:
-    from collections import Counter
     delta = Counter({("GET", "pods", "", ""): 5, ("WATCH", "pods", "", ""): 2,
                      ("POST", "pods", "", ""): 3, ("PUT", "workflows", "", ""): 4,
                      ("PATCH", "pods", "status", ""): 6})
