@@ -49,6 +49,7 @@ from bench.floor import POD_OWNER_KIND, run_floor
 from bench.kube import Watch, get_json, request_totals
 from bench.measure import Daemon, ProcessSampler
 from kubedag.testbed import ControlPlane, start_control_plane
+from kubedag.testbed.cluster import free_ports
 from kubedag.testbed.versions import Versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,9 +229,11 @@ def argo_dir(plane: ControlPlane) -> Path:
 
 
 def install_argo(plane: ControlPlane, folder: Path) -> None:
-    """Argo's minimal CRDs, its namespace and its (empty) controller ConfigMap."""
+    """Argo's minimal CRDs, its namespace and its controller ConfigMap: empty but for the port of
+    its metrics server, a free one rather than the fixed 9090 (the controller panics when that is
+    taken, and a test bed's Prometheus may hold it)."""
     kubectl = str(plane.bin_dir / "kubectl")
-    subprocess.run([kubectl, "apply", "--server-side", "-f", str(folder / "crds")],
+    subprocess.run([kubectl, "apply", "--server-side", "-k", str(folder / "crds")],
                    env=plane.env(), check=True, capture_output=True)
     subprocess.run([kubectl, "wait", "--for=condition=Established", "--timeout=30s",
                     "crd/workflows.argoproj.io"], env=plane.env(), check=True,
@@ -238,8 +241,11 @@ def install_argo(plane: ControlPlane, folder: Path) -> None:
     with plane.api_client() as api:
         core = k8s.CoreV1Api(api)
         core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ARGO_NAMESPACE)))
+        [metrics_port] = free_ports(1)
         core.create_namespaced_config_map(ARGO_NAMESPACE, k8s.V1ConfigMap(
-            metadata=k8s.V1ObjectMeta(name=ARGO_CONFIGMAP)))
+            metadata=k8s.V1ObjectMeta(name=ARGO_CONFIGMAP),
+            # A value with a newline is read as a block (a one-line one as a scalar).
+            data={"metricsConfig": f"port: {metrics_port}\n"}))
 
 
 class ArgoController(Daemon):
@@ -257,8 +263,9 @@ class ArgoController(Daemon):
             env, plane.log_dir / f"{variant.key}.log", READY_LINE)
 
 
-# Logged once the controller's informers have synced and its workers run.
-READY_LINE: Final = "Started Workflow Controller"
+# Logged by the workflow garbage collector, which Run() starts once its informers have synced,
+# just before the workflow workers.
+READY_LINE: Final = "Performing periodic GC"
 
 
 class SideBySide:
