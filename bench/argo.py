@@ -145,7 +145,8 @@ def cell(measure: str, result: dict[str, Any], floor_wall: float | None, cap: fl
         if not result.get("complete"):
             return f"> {cap:g} s ¹"
         wall = result["wall_seconds"]
-        return f"{wall:.1f} s" + (f" ({wall / floor_wall:.2f}x)" if floor_wall else "")
+        ratio = f" ({wall / floor_wall:.2f}x)" if floor_wall else ""
+        return f"{wall:.1f} s{ratio}" + ("" if succeeded(result) else ", not Succeeded ¹")
     value = result.get({"requests": "requests_total", "cpu": "cpu_seconds",
                         "rss": "peak_rss_mib", "status": "status_bytes"}[measure])
     if value is None:
@@ -157,6 +158,11 @@ def cell(measure: str, result: dict[str, Any], floor_wall: float | None, cap: fl
     if measure == "rss":
         return f"{value:.0f} MiB"
     return f"{value / 1024:.1f} KiB"
+
+
+def succeeded(result: dict[str, Any]) -> bool:
+    """Finished, and every run Succeeded (floors record no phases: their pods all Succeeded)."""
+    return bool(result.get("complete")) and set(result.get("phases") or {}) <= {"Succeeded"}
 
 
 def table(results: list[dict[str, Any]], cap: float) -> str:
@@ -177,14 +183,17 @@ def table(results: list[dict[str, Any]], cap: float) -> str:
             title = f"**{entry['title']}**" if index == 0 else ""
             cells = [cell(measure, systems[key], floor_wall, cap) for key, _ in COLUMNS]
             lines.append(f"| {title} | {label} | " + " | ".join(cells) + " |")
-        unfinished += [f"{head}, {entry['title']}: {systems[key].get('message') or '—'}"
-                       for key, head in COLUMNS
-                       if not systems[key].get("skipped") and not systems[key].get("complete")]
+        unfinished += [
+            f"{head}, {entry['title']}, "
+            f"{'ended' if systems[key].get('complete') else f'not final after {cap:g} s'}: "
+            f"{systems[key].get('message') or '—'}"
+            for key, head in COLUMNS
+            if not systems[key].get("skipped") and not succeeded(systems[key])]
     notes = ["", KWOK_NOTE,
              "Controller CPU and RSS: the controller's process (floors: the bench's own process, "
              "CPU only). API requests: apiserver_request_total over the measurement, every "
              "client (controller, kube-controller-manager, scheduler, kwok, the bench's watch)."]
-    notes += [f"¹ not finished in {cap:g} s — {line}" for line in unfinished]
+    notes += [f"¹ {line}" for line in unfinished]
     return "\n".join(lines + notes)
 
 
@@ -198,19 +207,22 @@ def request_summary(delta: Counter[tuple[str, str, str, str]]) -> dict[str, Any]
             "requests_by_verb": dict(sorted(by_verb.items()))}
 
 
-def unfinished_message(workflows: list[dict[str, Any]]) -> str:
-    """What Argo itself says about the Workflows that have not finished (phase, progress, its
-    status message and any condition's), for the table's notes."""
+def argo_message(workflows: list[dict[str, Any]]) -> str:
+    """What Argo itself says about Workflows that have not finished (phase, progress, its status
+    message and any condition's) or that ended Failed or Error; empty when all Succeeded."""
     pending = [w for w in workflows if (w.get("status") or {}).get("phase") not in FINAL_PHASES]
-    if not pending:
+    failed = [w for w in workflows if (w.get("status") or {}).get("phase") in ("Failed", "Error")]
+    if not pending and not failed:
         return ""
-    status = pending[0].get("status") or {}
+    example = (pending or failed)[0]
+    status = example.get("status") or {}
     said = [status.get("message") or ""] + [
         f"{c.get('type')}: {c.get('message')}" for c in status.get("conditions") or []
         if c.get("message")]
     words = "; ".join(s for s in said if s) or "no message"
-    return (f"{len(pending)} of {len(workflows)} Workflow(s) not final; e.g. "
-            f"{pending[0]['metadata']['name']}: phase {status.get('phase') or 'none'}, "
+    what = (f"{len(pending)} of {len(workflows)} Workflow(s) not final" if pending
+            else f"{len(failed)} of {len(workflows)} Workflow(s) Failed or Error")
+    return (f"{what}; e.g. {example['metadata']['name']}: phase {status.get('phase') or 'none'}, "
             f"progress {status.get('progress') or '—'}, Argo says: {words}")
 
 
@@ -343,12 +355,12 @@ class SideBySide:
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(create, names))
             deadline = start + self.cap
-            while len(done) < len(names) and time.monotonic() < deadline:
-                if controller.process.poll() is not None:
-                    raise RuntimeError(f"Argo's controller exited "
-                                       f"({controller.process.returncode}); log: {controller.log}")
+            while (len(done) < len(names) and time.monotonic() < deadline
+                   and controller.process.poll() is None):
                 time.sleep(0.05)
-            measured = sampler.end()
+            exited = controller.process.poll()
+            measured = (sampler.end() if exited is None else
+                        {"cpu_seconds": None, "peak_rss_mib": round(sampler.peak / 2**20, 1)})
             delta = request_totals(self.api) - before
             workflows: list[dict[str, Any]] = get_json(
             self.api, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/workflows")["items"]
@@ -364,17 +376,13 @@ class SideBySide:
             "wall_seconds": round(max(at for _, at in done.values()) - start, 2)
             if complete else None,
             "phases": dict(Counter(phase for phase, _ in done.values())),
-            "message": "" if complete else unfinished_message(workflows),
+            "message": argo_message(workflows) if exited is None else
+            f"Argo's controller exited with {exited}; log: {controller.log}",
             **request_summary(delta), "cpu_seconds": measured["cpu_seconds"],
             "peak_rss_mib": measured["peak_rss_mib"],
             "status_bytes": max(sizes, default=None),
             "watch_errors": watch.errors[:5],
         }
-        failed = [w for w in workflows if (w.get("status") or {}).get("phase") in
-                  ("Failed", "Error")]
-        if failed:
-            result["message"] = (f"{len(failed)} Workflow(s) {failed[0]['status']['phase']}: "
-                                 f"{failed[0]['status'].get('message')}")
         self.bench.delete_namespace(ns)
         return result
 
@@ -430,7 +438,9 @@ def main(argv: list[str] | None = None) -> None:
         _install_crds(plane)
         install_argo(plane, argo)
         operator = Operator(plane)
-        side = SideBySide(Bench(plane, operator, args), argo, args.cap)
+        # kubedag is measured exactly as `make bench` measures it (without its profiler).
+        bench = Bench(plane, operator, argparse.Namespace(profile=False))
+        side = SideBySide(bench, argo, args.cap)
         for scenario in chosen:
             results.append(measure(side, scenario, args))
         side.bench.sampler.stop()

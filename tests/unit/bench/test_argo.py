@@ -15,9 +15,9 @@ from bench.argo import (
     DAG_TEMPLATE,
     KWOK_NOTE,
     STAGE_TEMPLATE,
+    argo_message,
     request_summary,
     table,
-    unfinished_message,
     workflow_manifest,
 )
 from bench.floor import POD_OWNER_KIND, job_manifest, pod_manifest
@@ -128,7 +128,21 @@ def test_an_unfinished_system_shows_the_cap_and_argos_message_in_a_note() -> Non
 
     wall = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
     assert wall[2:] == ["5.0 s (1.00x)", "skipped", "9.0 s (1.80x)", "> 600 s ¹", "skipped"]
-    assert f"¹ not finished in 600 s — Argo default, chain of 100: {message}" in text
+    assert f"¹ Argo default, chain of 100, not final after 600 s: {message}" in text
+
+
+def test_a_run_that_ended_failed_shows_its_wall_and_argos_message() -> None:
+    message = "1 of 1 Workflow(s) Failed or Error; e.g. f: phase Error, Argo says: too large"
+    results = [{"title": "fan-out", "systems": {
+        "job_floor": _done(40.0), "argo_tuned": _done(20.0, phases={"Error": 1},
+                                                      message=message)}}]
+
+    text = table(results, cap=600)
+
+    wall = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
+    assert wall[6] == "20.0 s (0.50x), not Succeeded ¹"
+    assert f"¹ Argo tuned, fan-out, ended: {message}" in text
+    assert sum(line.startswith("¹ ") for line in text.splitlines()) == 1
 
 
 def test_without_a_floor_walls_have_no_ratio() -> None:
@@ -151,7 +165,7 @@ def test_request_summary_counts_writes_apart() -> None:
     assert summary["requests_by_verb"] == {"GET": 5, "PATCH": 6, "POST": 3, "PUT": 4, "WATCH": 2}
 
 
-def test_unfinished_message_quotes_argo() -> None:
+def test_argo_message_quotes_argo() -> None:
     workflows = [
         {"metadata": {"name": "a"}, "status": {"phase": "Succeeded"}},
         {"metadata": {"name": "b"}, "status": {
@@ -160,12 +174,15 @@ def test_unfinished_message_quotes_argo() -> None:
                            {"type": "SpecWarning", "message": "odd spec"}]}},
     ]
 
-    said = unfinished_message(workflows)
+    said = argo_message(workflows)
 
     assert said == ("1 of 2 Workflow(s) not final; e.g. b: phase Running, progress 57/101, "
                     "Argo says: child failed; SpecWarning: odd spec")
-    assert unfinished_message(workflows[:1]) == ""
-    assert "phase none" in unfinished_message([{"metadata": {"name": "c"}}])
+    assert argo_message(workflows[:1]) == ""
+    assert "phase none" in argo_message([{"metadata": {"name": "c"}}])
+    failed = {"metadata": {"name": "d"}, "status": {"phase": "Error", "message": "too big"}}
+    assert argo_message([workflows[0], failed]) == (
+        "1 of 2 Workflow(s) Failed or Error; e.g. d: phase Error, progress —, Argo says: too big")
 
 
 def test_the_pods_directly_floor_owns_its_pods_by_the_run_object() -> None:
