@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where the testbed keeps a control plane started by `make cluster-up`.
 TESTBED_STATE ?= .testbed
 
-.PHONY: host-packages bench-real help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards demo bench all clean
+.PHONY: host-packages bench-real help venv images cluster-bin cluster-up cluster-down test test-unit test-integration lint typecheck crds dashboards demo bench bench-argo all clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,13 @@ dashboards: venv ## Regenerate the Grafana dashboards shipped in the chart
 
 bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench/results/<time>.json)
 	$(PY) -m bench
+
+# Not part of `make test`: builds Argo Workflows' controller once (about 5 min cold, cached in
+# ~/.cache/kubedag), then runs every scenario on five systems. ARGS picks, e.g.
+# ARGS='--scenarios chain,lattice --skip-default' for a quick run; --cap SECONDS per system.
+bench-argo: venv cluster-bin ## kubedag side by side with Argo Workflows and both floors (one table + bench/results/argo-<time>.json)
+	hack/build-cluster-bin.sh argo-workflows
+	$(PY) -m bench.argo $(ARGS)
 
 bench-real: venv cluster-bin host-packages images ## The chain scenario on real containers on the test bed's real node
 	$(PY) -m bench --real-node

@@ -28,8 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from bench import dags as shapes
 from bench.dags import Dag
 from bench.floor import run_floor
-from bench.kube import request_totals
-from bench.measure import ProcessSampler, Profiler, Recorder, percentile
+from bench.kube import get_json, request_totals
+from bench.measure import Daemon, ProcessSampler, Profiler, Recorder, percentile
 from kubedag.testbed import ControlPlane, start_control_plane
 from kubedag.testbed.images import ensure_images
 from kubedag.testbed.realnode import RealNode, start_real_node
@@ -70,28 +70,12 @@ def scenarios(concurrent_runs: int) -> list[Scenario]:
     ]
 
 
-class Operator:
+class Operator(Daemon):
     def __init__(self, plane: ControlPlane) -> None:
-        self.log = plane.log_dir / "kubedag-operator.log"
         env = plane.env()
         env["PYTHONUNBUFFERED"] = "1"
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubedag.shell.main", "--liveness", ""],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "startup' succeeded" not in self.log.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"operator did not start; log: {self.log}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        super().__init__([sys.executable, "-m", "kubedag.shell.main", "--liveness", ""], env,
+                         plane.log_dir / "kubedag-operator.log", "startup' succeeded")
 
 
 class Bench:
@@ -199,9 +183,9 @@ class Bench:
         operator_writes = sum(count for (verb, res, sub, dry), count in delta.items()
                               if (verb, res, sub) in OPERATOR_WRITE_RESOURCES and not dry)
         events = self.operator_events(ns)
-        sizes = [len(json.dumps(self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, ns, "pipelineruns", name).get("status") or {},
-            separators=(",", ":"))) for name in list(dags)[:5]]
+        sizes = [len(json.dumps(get_json(
+            self.api, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/pipelineruns/{name}"
+        ).get("status") or {}, separators=(",", ":"))) for name in list(dags)[:5]]
         duplicates = sum(1 for c in recorder.jobs_created.values() if c > 1)
         result = {
             "wall_seconds": round(max(ends) - start, 2) if ends else None,
@@ -232,8 +216,7 @@ class Bench:
         return result
 
     def operator_events(self, namespace: str) -> int:
-        events = self.core.list_namespaced_event(namespace, _preload_content=False)
-        items = json.loads(events.data)["items"]
+        items = get_json(self.api, f"/api/v1/namespaces/{namespace}/events")["items"]
         return sum(1 for e in items if (e.get("reportingComponent") == "kubedag-operator"
                                         or (e.get("source") or {}).get("component")
                                         == "kubedag-operator"))

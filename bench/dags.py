@@ -45,11 +45,14 @@ def lattice(rows: int, columns: int) -> Dag:
 
 
 def layered(widths: list[int]) -> Dag:
-    """Rows of the given widths, each stage depending on every stage of the row before."""
+    """Rows of the given widths, each stage depending on every stage of the row before.
+
+    Names are ``l<row>c<column>``, without ``-``: the same names must be valid Argo task names
+    (bench/argo.py), and ``-`` is an operator in Argo's dependency expressions."""
     dag: Dag = {}
     previous: list[str] = []
     for r, width in enumerate(widths):
-        row = [f"l{r}-{c}" for c in range(width)]
+        row = [f"l{r}c{c}" for c in range(width)]
         for name in row:
             dag[name] = list(previous)
         previous = row

@@ -130,6 +130,34 @@ class ProcessSampler:
         self._stop.set()
 
 
+class Daemon:
+    """A long-running process (an operator, a controller) writing to a log, in its own session;
+    ready once ``ready_line`` appears in the log. Fails, naming the log, if it exits first or
+    stays silent for ``timeout`` seconds."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, ready_line: str,
+                 timeout: float = 60) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while ready_line not in log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{Path(args[0]).name} did not start; log: {log}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 class Profiler:
     """py-spy attached to the operator for one scenario (collapsed stacks, one line a stack)."""
 

@@ -29,7 +29,7 @@ from kubedag.testbed.nodes import (
     FakeNode,
 )
 from kubedag.testbed.pki import Pki, ensure_pki
-from kubedag.testbed.stages import stages_config
+from kubedag.testbed.stages import DEFAULT_COMPLETE_OWNER_KINDS, stages_config
 from kubedag.testbed.state import load_state, save_state
 from kubedag.testbed.versions import Versions, cache_root, require_binaries
 
@@ -130,11 +130,13 @@ def start_control_plane(
     tie_to_parent: bool = True,
     nodes: tuple[FakeNode, ...] = DEFAULT_NODES,
     timeout_seconds: float = 60.0,
+    complete_owner_kinds: tuple[str, ...] = DEFAULT_COMPLETE_OWNER_KINDS,
 ) -> ControlPlane:
     """Start the test bed and return once fake nodes are Ready and the API is fully usable.
 
     With ``existing_kubeconfig``, only kwok runs here, as a client of that cluster, managing the
-    fake nodes it adds (tainted, so only test pods land there).
+    fake nodes it adds (tainted, so only test pods land there). kwok finishes the pods owned by
+    an object of one of ``complete_owner_kinds`` (Jobs; `make bench-argo` adds Argo's Workflow).
     """
     began = time.monotonic()
     versions = Versions.pinned()
@@ -154,7 +156,7 @@ def start_control_plane(
             _start_local_control_plane(plane, tie_to_parent, timeout_seconds)
         else:
             shutil.copyfile(existing_kubeconfig, plane.kubeconfig)
-        _start_kwok(plane, nodes, tie_to_parent, timeout_seconds)
+        _start_kwok(plane, nodes, tie_to_parent, timeout_seconds, complete_owner_kinds)
         if existing_kubeconfig is None:
             wait_until(lambda: _default_service_account_exists(plane), timeout_seconds,
                   "kube-controller-manager to create the default ServiceAccount",
@@ -220,10 +222,11 @@ def _start_local_control_plane(plane: ControlPlane, tie_to_parent: bool, timeout
 
 
 def _start_kwok(
-    plane: ControlPlane, nodes: tuple[FakeNode, ...], tie_to_parent: bool, timeout: float
+    plane: ControlPlane, nodes: tuple[FakeNode, ...], tie_to_parent: bool, timeout: float,
+    complete_owner_kinds: tuple[str, ...],
 ) -> None:
     stages = plane.run_dir / "kwok-stages.yaml"
-    stages.write_text(stages_config(plane.bin_dir / "kwok-stages"))
+    stages.write_text(stages_config(plane.bin_dir / "kwok-stages", complete_owner_kinds))
     with plane.api_client() as api:
         # A lease left by an earlier kwok would make this one wait out its duration (40 s).
         leases = k8s.CoordinationV1Api(api)

@@ -4,8 +4,10 @@ kwok v0.8.0 has no Stages built in. The node and pod life-cycle Stages come from
 itself (copied into the binary cache by the build script); the completion Stages are ours, so a
 test can choose, per pod, how long it runs, its exit code and its termination message (which is
 how a worker reports outputs). Only pods owned by a Job complete: a bare Pod stays Running, which
-tests use to get a long-lived pod. A finished container reports `imageID: kwok://<image>`: a
-simulated node pulls nothing, so its reference stands in for the digest the stage cache keys on.
+tests use to get a long-lived pod (`make bench-argo` adds the kinds that own Argo's pods and its
+pods-directly floor's: ``complete_owner_kinds``). A finished container reports
+`imageID: kwok://<image>`: a simulated node pulls nothing, so its reference stands in for the
+digest the stage cache keys on.
 
 Templates bind ``$a := or .metadata.annotations dict`` before indexing: indexing a nil map fails
 the template and leaves a pod without annotations Running forever (seen with kwok v0.8.0).
@@ -41,7 +43,7 @@ _FINISH_SELECTOR = """\
       values: ['Running']
     - key: '.metadata.ownerReferences.[].kind'
       operator: 'In'
-      values: ['Job']
+      values: {owner_kinds}
     - key: '.metadata.annotations["{exit_code}"]'
       operator: '{exit_code_operator}'
   delay:
@@ -84,8 +86,13 @@ _FINISH_TEMPLATE = """\
 """
 
 
-def _finish_stage(name: str, *, fails: bool) -> str:
+# Only pods owned by these kinds complete unless a caller asks for more (see the module docstring).
+DEFAULT_COMPLETE_OWNER_KINDS: Final = ("Job",)
+
+
+def _finish_stage(name: str, *, fails: bool, owner_kinds: tuple[str, ...]) -> str:
     selector = _FINISH_SELECTOR.format(
+        owner_kinds="[" + ", ".join(f"'{kind}'" for kind in owner_kinds) + "]",
         exit_code=ANNOTATION_EXIT_CODE,
         exit_code_operator="Exists" if fails else "DoesNotExist",
         duration=ANNOTATION_DURATION,
@@ -100,9 +107,11 @@ def _finish_stage(name: str, *, fails: bool) -> str:
     return header + selector + template
 
 
-def stages_config(upstream_dir: Path) -> str:
-    """The multi-document kwok ``--config`` file: upstream Stages plus kubedag's finish Stages."""
+def stages_config(upstream_dir: Path,
+                  complete_owner_kinds: tuple[str, ...] = DEFAULT_COMPLETE_OWNER_KINDS) -> str:
+    """The multi-document kwok ``--config`` file: upstream Stages plus kubedag's finish Stages,
+    which finish the pods owned by an object of one of ``complete_owner_kinds``."""
     documents = [(upstream_dir / rel).read_text().strip() for rel in UPSTREAM_STAGES]
-    documents.append(_finish_stage("kubedag-pod-succeed", fails=False).strip())
-    documents.append(_finish_stage("kubedag-pod-fail", fails=True).strip())
+    for name, fails in (("kubedag-pod-succeed", False), ("kubedag-pod-fail", True)):
+        documents.append(_finish_stage(name, fails=fails, owner_kinds=complete_owner_kinds).strip())
     return "\n---\n".join(documents) + "\n"

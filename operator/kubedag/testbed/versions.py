@@ -25,6 +25,8 @@ class Versions:
     helm: str
     # Kept in its own subfolder of bin_dir (kueue-<version>), so it is not in the folder's name.
     kueue: str
+    # Argo Workflows' controller, for `make bench-argo` only (bin_dir/argo-workflows-<version>).
+    argo_workflows: str
 
     @classmethod
     def pinned(cls) -> Versions:
@@ -40,6 +42,7 @@ class Versions:
             kwok=values["KWOK_VERSION"],
             helm=values["HELM_VERSION"],
             kueue=values["KUEUE_VERSION"],
+            argo_workflows=values["ARGO_VERSION"],
         )
 
     def bin_dir(self) -> Path:
