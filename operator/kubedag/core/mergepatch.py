@@ -15,8 +15,6 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         patch[key] = None
     for key, value in new.items():
         before = old.get(key)
-        if value is before and key in old:
-            continue  # a part serialised once and shared by both (kubedag.core.statusdoc)
         if isinstance(value, dict) and isinstance(before, dict):
             nested = merge_patch(before, value)
             if nested:

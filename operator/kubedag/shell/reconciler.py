@@ -18,6 +18,7 @@ from kubedag.api import (
     PipelineRunStatus,
     PipelineSpec,
     StageCheckpoint,
+    to_k8s,
 )
 from kubedag.core.cache import CacheIndex
 from kubedag.core.decide import RunFacts, decide
@@ -31,7 +32,6 @@ from kubedag.core.jobspec import RunIdentity
 from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Plan
-from kubedag.core.statusdoc import status_document
 from kubedag.shell.breakers import Breakers
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
@@ -139,7 +139,7 @@ class Reconciler:
         # Before any await: another run's pass must see this one's debits (a half-open
         # breaker's single probe).
         self.breakers.apply(key, plan, now)
-        desired = status_document(plan.status)
+        desired = to_k8s(plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
         self._settle_budget(key, body, plan)
@@ -249,14 +249,14 @@ class Reconciler:
             rejected = await self.kube.create_claim(plan.create_claim, dry_run=plan.dry_run)
             if rejected is not None:
                 record_claim_rejected(plan, rejected, now)
-                desired = status_document(plan.status)
+                desired = to_k8s(plan.status)
         if plan.cache_entries:
             await self.stage_cache.store(plan.cache_entries, overwrite=plan.overwrite_cache)
         results = await self._create_jobs(ref, plan)
         if any(message is not None for message in results.values()) or (
                 plan.dry_run and plan.create_jobs):
             record_create_results(plan, results, now)
-            desired = status_document(plan.status)
+            desired = to_k8s(plan.status)
         await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)
                                for name in plan.delete_jobs))
         self._decided[ref.uid] = plan.status
