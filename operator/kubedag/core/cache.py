@@ -40,6 +40,7 @@ from kubedag.core.cachekey import (
     explain_miss,
     to_json,
 )
+from kubedag.core.memo import WeakMemo
 from kubedag.core.naming import INLINE_PIPELINE, label_value
 from kubedag.core.plan import clip
 
@@ -59,6 +60,13 @@ def stage_cache(stage: Stage, pipeline: PipelineSpec) -> StageCache | None:
             merged.update(settings.model_dump(exclude_unset=True))
     cache = StageCache.model_validate(merged)
     return cache if cache.enabled else None
+
+
+# Whether any stage of the spec may be cached: a run whose pipeline caches nothing (nearly all)
+# then skips the cache's work on every pass, computed once per spec.
+uses_cache: WeakMemo[PipelineSpec, bool] = WeakMemo(
+    lambda pipeline: (pipeline.defaults is not None and pipeline.defaults.cache is not None)
+    or any(stage.cache is not None for stage in pipeline.all_stages()))
 
 
 def max_age(cache: StageCache) -> timedelta | None:

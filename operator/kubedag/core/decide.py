@@ -42,6 +42,7 @@ from kubedag.core.cache import (
     entry_manifest,
     look_up,
     stage_cache,
+    uses_cache,
 )
 from kubedag.core.dag import build_from_pairs
 from kubedag.core.estimate import NodeCapacity, unschedulable_stages
@@ -821,6 +822,8 @@ def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
     """Ready cacheable stages about to make their first attempt: a hit succeeds at once (no
     Job, no room used), a stage whose result another run is computing waits for it, a miss
     starts with the reason recorded. Returns the stages still to start."""
+    if not uses_cache(p.pipeline):
+        return ready
     to_start: list[Stage] = []
     # Stages ready together do not read each other's outputs: one snapshot serves them all.
     outputs: dict[str, dict[str, Any] | None] | None = None
@@ -855,6 +858,8 @@ def _serve_from_cache(p: _Pass, ready: list[Stage]) -> list[Stage]:
 
 def _cache_fills(p: _Pass) -> frozenset[str]:
     """The keys the run's in-flight stages are computing (other runs wait for them)."""
+    if not uses_cache(p.pipeline):
+        return frozenset()
     return frozenset(cp.cache.key for cp in p.checkpoints.values()
                      if cp.cache is not None and cp.cache.key and not cp.cache.hit
                      and cp.in_flight)
