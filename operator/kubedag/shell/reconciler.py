@@ -134,7 +134,7 @@ class Reconciler:
         # one is computing, or both would compute them.
         self.stage_cache.index.note_fills(ref.namespace, ref.name, plan.cache_fills)
         if plan.cache_lookups:
-            self.metrics.record_cache_lookups(meta["namespace"], pipeline_of(body),
+            self.metrics.record_cache_lookups(ref.namespace, pipeline_of(body),
                                               plan.cache_lookups)
         # Before any await: another run's pass must see this one's debits (a half-open
         # breaker's single probe).
@@ -178,24 +178,25 @@ class Reconciler:
         run must run what was just applied, and the cache may not have seen it yet. Once the
         run has started it keeps its own snapshot, so this is one GET per run."""
         ref = (body.get("spec") or {}).get("pipelineRef") or {}
-        started = self._decided.get(body["metadata"]["uid"])
-        if not isinstance(ref.get("name"), str) or (
-                started is not None and started.pipeline_spec is not None) or (
-                (body.get("status") or {}).get("pipelineSpec") is not None):
+        if not isinstance(ref.get("name"), str) or self._has_snapshot(body):
             return None
         return await self.kube.get_pipeline_spec(body["metadata"]["namespace"], ref["name"])
+
+    def _has_snapshot(self, body: dict[str, Any]) -> bool:
+        """Whether the run has taken its pipeline snapshot (as it starts, or for a dry run):
+        what it reads from the API server before that, it never needs again."""
+        decided = self._decided.get(body["metadata"]["uid"])
+        return (decided is not None and decided.pipeline_spec is not None) or (
+            (body.get("status") or {}).get("pipelineSpec") is not None)
 
     async def _resumed_body(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """spec.resumeFrom's run, read from the API server once, as the run starts: the
         operator's cache keeps finished runs without their pipeline snapshot, which tells
         which stages changed since."""
-        spec, meta = body.get("spec") or {}, body["metadata"]
-        started = self._decided.get(meta["uid"])
-        if not isinstance(spec.get("resumeFrom"), str) or (
-                started is not None and started.start_time is not None) or (
-                (body.get("status") or {}).get("startTime") is not None):
+        spec = body.get("spec") or {}
+        if not isinstance(spec.get("resumeFrom"), str) or self._has_snapshot(body):
             return None
-        return await self.kube.get_run(meta["namespace"], spec["resumeFrom"])
+        return await self.kube.get_run(body["metadata"]["namespace"], spec["resumeFrom"])
 
     def _facts(self, body: dict[str, Any], referenced_body: dict[str, Any] | None,
                now: datetime, resumed_body: dict[str, Any] | None = None) -> RunFacts:
