@@ -112,7 +112,9 @@ def test_a_gpu_stage_waits_queued_with_kueues_reason_never_runs_early_then_finis
         cluster: Cluster, namespace: str, strict_cohort: Cohort,
         running_operator: OperatorProcess) -> None:
     queue = strict_cohort.small
-    queued_run(cluster, namespace, "holder", queue, [gpu_stage("hold", 4, "8s")])
+    # hold lasts long enough for train to be queued behind it even on a loaded machine
+    # (prep's admission, pod and run, then train's Job and Kueue's verdict: 8 s was not).
+    queued_run(cluster, namespace, "holder", queue, [gpu_stage("hold", 4, "20s")])
     wait_stage(cluster, namespace, "holder", "hold", "Running")
     queued_run(cluster, namespace, "trainer", queue, [
         stage("prep", duration="1s"),
@@ -121,9 +123,14 @@ def test_a_gpu_stage_waits_queued_with_kueues_reason_never_runs_early_then_finis
     ])
 
     # prep asks for no GPU and is admitted at once; train waits for holder's 4 GPUs.
-    queued = wait_for(lambda: (cp := checkpoint(cluster, namespace, "trainer", "train"))
-                      and cp.get("reason") == "Queued" and kueue_says(cp.get("message")) and cp,
-                      timeout=60, what="train to be Queued with Kueue's reason")
+    def train_queued() -> dict[str, Any] | None:
+        cp = checkpoint(cluster, namespace, "trainer", "train")
+        hold = checkpoint(cluster, namespace, "holder", "hold")
+        assert hold.get("phase") == "Running" or cp.get("reason") == "Queued", (
+            f"holder's stage ended before train was seen queued: hold={hold}, train={cp}")
+        return cp if cp.get("reason") == "Queued" and kueue_says(cp.get("message")) else None
+
+    queued = wait_for(train_queued, timeout=60, what="train to be Queued with Kueue's reason")
     assert queued["phase"] == "Pending" and queued["attempts"] == 1
     assert "insufficient unused quota" in queued["message"], queued
     assert queued.get("startTime") is None and queued["queuedTime"]

@@ -77,8 +77,10 @@ def test_an_existing_claim_is_mounted_and_not_created(
     volumes = {v.name: v for v in job.spec.template.spec.volumes}
     assert volumes["workspace"].persistent_volume_claim.claim_name == "team-data"
     assert not cluster.core.list_namespaced_persistent_volume_claim(namespace).items
-    run = get_run(cluster, namespace, "reuse")
-    assert run["status"]["workspace"] == {"claimName": "team-data", "created": False}
+    # The pass creates its Jobs before it writes the run's status: wait for the status.
+    workspace = wait_for(lambda: (get_run(cluster, namespace, "reuse").get("status") or {})
+                         .get("workspace"), what="status.workspace")
+    assert workspace == {"claimName": "team-data", "created": False}
     patch_run(cluster, namespace, "reuse", {"cancel": True})
 
 
