@@ -50,6 +50,19 @@ class RunCache:
         self.keys_by_uid[meta["uid"]] = key
         return key
 
+    def offer(self, body: dict[str, Any]) -> RunKey | None:
+        """put() a watch event's body; returns the run's key when the event is news, None when
+        it is no newer than the body held. That is the echo of the operator's own status
+        write, whose response was put() when it came back: a pass for it would decide again
+        what was just decided (a third of all passes in the concurrent benchmark)."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.bodies.get(key)
+        news = (current is None or current["metadata"].get("uid") != meta.get("uid")
+                or _resource_version(body) > _resource_version(current))
+        self.put(body)
+        return key if news else None
+
     def forget(self, body: dict[str, Any]) -> RunKey:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])

@@ -183,13 +183,34 @@ async def _worker(number: int) -> None:
 # --- indexes: kopf keeps them current and complete before handlers run ----------------------
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
-    return {labels[LABEL_RUN_UID]: summarize_job(dict(body))}
+def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
+                 **_: Any) -> dict[str, Any]:
+    return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_job(dict(body)))}
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def kubedag_pods(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
-    return {labels[LABEL_RUN_UID]: summarize_pod(dict(body))}
+def kubedag_pods(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
+                 **_: Any) -> dict[str, Any]:
+    return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_pod(dict(body)))}
+
+
+# Keys of kopf's per-object memo (the same object for an object's indexers and event handlers).
+_SUMMARY, _CHANGED = "kubedag_summary", "kubedag_summary_changed"
+
+
+def _summarized(memo: kopf.Memo, summary: Any) -> Any:
+    """Notes whether this event changed what decide() sees of the object: most Job and pod
+    events do not (the Job controller's finalizer and uncounted-pods bookkeeping, the
+    kubelet's conditions), and a pass for them would decide nothing new."""
+    memo[_CHANGED] = memo.get(_SUMMARY) != summary
+    memo[_SUMMARY] = summary
+    return summary
+
+
+def _summary_changed(memo: kopf.Memo, type: str | None) -> bool:
+    """Whether the event the indexers just saw is news to the object's run (a deletion always
+    is: a Job gone from under a running stage is lost)."""
+    return type == "DELETED" or bool(memo.get(_CHANGED, True))
 
 
 @kopf.index("", "v1", "nodes")
@@ -318,11 +339,13 @@ async def run_event(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
     await _enter(kwargs)
     raw = dict(body)
     if type == "DELETED":
-        key = state.runs.forget(raw)
-        state.queue.forget(key)
-        state.reconciler.forget(key, raw["metadata"].get("uid", ""))
+        gone = state.runs.forget(raw)
+        state.queue.forget(gone)
+        state.reconciler.forget(gone, raw["metadata"].get("uid", ""))
         return
-    state.queue.add(state.runs.put(raw))
+    news = state.runs.offer(raw)
+    if news is not None:
+        state.queue.add(news)
 
 
 @kopf.on.event(GROUP, VERSION, "stagecacheentries")
@@ -342,15 +365,19 @@ async def breaker_event(body: kopf.Body, type: str | None, **kwargs: Any) -> Non
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_event(labels: kopf.Labels, **kwargs: Any) -> None:
+async def job_event(labels: kopf.Labels, memo: kopf.Memo, type: str | None,
+                    **kwargs: Any) -> None:
     await _enter(kwargs)
-    _wake(labels[LABEL_RUN_UID])
+    if _summary_changed(memo, type):
+        _wake(labels[LABEL_RUN_UID])
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)
-async def pod_event(labels: kopf.Labels, **kwargs: Any) -> None:
+async def pod_event(labels: kopf.Labels, memo: kopf.Memo, type: str | None,
+                    **kwargs: Any) -> None:
     await _enter(kwargs)
-    _wake(labels[LABEL_RUN_UID])
+    if _summary_changed(memo, type):
+        _wake(labels[LABEL_RUN_UID])
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -74,7 +75,7 @@ class Kube:
         response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
-        data: dict[str, Any] | None = json.loads(response.data) if response.data else None
+        data: dict[str, Any] | None = orjson.loads(response.data) if response.data else None
         return data
 
     def _wrote(self, verb: str, resource: str) -> None:

@@ -13,6 +13,7 @@ from kopf._core.engines.peering import Identity
 
 from kubedag.shell import handlers  # importing registers the handlers
 from kubedag.shell.settings import OperatorSettings
+from kubedag.shell.watchdecode import decode_watch_events_with_orjson
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every handler call at INFO: thousands of lines a minute on a busy cluster.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = OperatorSettings.from_env()
+    decode_watch_events_with_orjson()
     insights = Insights()
     if settings.kueue:
         handlers.watch_workloads(insights)

@@ -266,7 +266,16 @@ class Reconciler:
 
     def _written(self, ref: RunRef, old: dict[str, Any], new: dict[str, Any],
                  patch: dict[str, Any], updated: dict[str, Any]) -> None:
+        key = (ref.namespace, ref.name)
+        held = self.runs.bodies.get(key)
         self.runs.put(updated)
+        # The watch's echo of this write will not wake the run (RunCache.offer): wake it here
+        # if the write's response shows a spec change that no event has woken it for yet,
+        # or that the run has finished (its next pass drops what was kept of it).
+        held_generation = (held or {}).get("metadata", {}).get("generation")
+        if held_generation != updated["metadata"].get("generation") or _finished_for_good(
+                updated):
+            self.wake(key)
         # Once per transition: after the write, from what the write changed.
         self.metrics.record_transitions({**updated, "status": old}, new,
                                         changed_stages=(patch.get("stages") or {}))

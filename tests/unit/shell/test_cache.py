@@ -41,6 +41,20 @@ def test_put_keeps_the_newest_version(versions: list[str | None], kept: str) -> 
     assert runs.keys_by_uid["u1"] == key
 
 
+def test_offer_says_which_events_are_news() -> None:
+    """The echo of the operator's own status write (its response was put first) is no news;
+    anything newer, a new run, or a new incarnation of a name is."""
+    runs = RunCache()
+    assert runs.offer(body("5")) == ("ns", "r")  # first sight
+    runs.put(body("7"))  # the status write's response
+    assert runs.offer(body("7")) is None  # its echo
+    assert runs.offer(body("6")) is None  # an older event arriving late
+    assert runs.bodies[("ns", "r")]["metadata"]["resourceVersion"] == "7"
+    assert runs.offer(body("8")) == ("ns", "r")  # someone else's change
+    assert runs.offer(body("2", uid="new")) == ("ns", "r")  # deleted and created again
+    assert runs.bodies[("ns", "r")]["metadata"]["uid"] == "new"
+
+
 def test_a_recreated_run_replaces_the_old_one_whatever_its_version() -> None:
     runs = RunCache()
     runs.put(body("100", uid="old"))
