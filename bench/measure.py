@@ -159,13 +159,17 @@ class Daemon:
 
 
 class Profiler:
-    """py-spy attached to the operator for one scenario (collapsed stacks, one line a stack)."""
+    """py-spy attached to the operator for one scenario (collapsed stacks, one line a stack).
+
+    Only samples of the thread holding the GIL: the operator's API calls run on a thread
+    pool, and a thread waiting for the GIL would otherwise be charged to the line it waits at.
+    """
 
     def __init__(self, py_spy: Path, pid: int, output: Path) -> None:
         self.output = output
         self.process = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
-             "--nonblocking", "--output", str(output)],
+             "--nonblocking", "--gil", "--output", str(output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
 

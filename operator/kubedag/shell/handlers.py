@@ -38,7 +38,7 @@ from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
 from kubedag.shell.kube import Kube, new_api_client
-from kubedag.shell.memory import limit_arenas, trim_periodically
+from kubedag.shell.memory import collect_garbage_less_often, limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
 from kubedag.shell.settings import OperatorSettings
 from kubedag.shell.stagecache import StageCacheStore
@@ -109,6 +109,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.priority = peering_priority(time.time())
     settings.peering.lifetime = config.peering_lifetime_seconds
     limit_arenas()
+    collect_garbage_less_often()
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
     kube = Kube(new_api_client(config.api_threads))

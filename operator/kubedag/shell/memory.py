@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger("kubedag.memory")
 TRIM_INTERVAL_SECONDS = 10.0
 _M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 ARENAS = 2
+# Allocations (less deallocations) of container objects between two young collections;
+# Python's default is 700.
+YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
 def _malloc_trim() -> ctypes._NamedFuncPointer | None:
@@ -46,3 +50,17 @@ async def trim_periodically(interval: float = TRIM_INTERVAL_SECONDS) -> None:
     while True:
         await asyncio.sleep(interval)
         trim(0)
+
+
+def collect_garbage_less_often() -> None:
+    """Run Python's cyclic garbage collector about 30 times less often than by default.
+
+    Every watch event is decoded into a few hundred new dicts and lists, so with the default
+    threshold (700) a young collection ran every few events, and every tenth of those swept
+    the middle generation, every hundredth the whole heap (the operator's runs, indexes and
+    kopf's state): py-spy charged a fifth of the operator's CPU to the line that decodes
+    events, where those collections were triggered. Hardly any of the operator's garbage is
+    cyclic (reference counting frees it at once), so collecting rarely costs little memory.
+    """
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
