@@ -182,15 +182,17 @@ async def _worker(number: int) -> None:
 
 
 # --- indexes: kopf keeps them current and complete before handlers run ----------------------
+# Coroutines, though nothing in them awaits: kopf runs a plain function in a thread pool, and
+# that hop, for every event of every Job and pod, cost more than the function (py-spy).
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
+async def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
                  **_: Any) -> dict[str, Any]:
     return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_job(dict(body)))}
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def kubedag_pods(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
+async def kubedag_pods(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
                  **_: Any) -> dict[str, Any]:
     return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_pod(dict(body)))}
 
@@ -215,14 +217,14 @@ def _summary_changed(memo: kopf.Memo, type: str | None) -> bool:
 
 
 @kopf.index("", "v1", "nodes")
-def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
+async def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
     """What each schedulable node offers (a few hundred bytes a node); a cordoned node, none."""
     summary = node_capacity(dict(body))
     return {} if summary is None else {ALL_NODES: summary}
 
 
 @kopf.index(GROUP, VERSION, "circuitbreakers")
-def kubedag_breakers(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def kubedag_breakers(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """(namespace, key) -> the CircuitBreaker's body: complete before the first reconcile, so
     that a restarted operator holds the stages its predecessor held."""
     key = (body.get("spec") or {}).get("key")
@@ -312,13 +314,13 @@ def _owned_by_job(body: kopf.Body, **_: Any) -> bool:
     return workload_owner(dict(body)) is not None
 
 
-def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
+async def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
                      **_: Any) -> dict[Any, Any]:
     """(namespace, Job name) -> run UID: which run a Workload's Job belongs to."""
     return {(namespace, name): labels[LABEL_RUN_UID]}
 
 
-def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """(namespace, Job name) -> the summary of the Job's Workload. Workloads of Jobs that are
     not kubedag's are indexed too (small, and a Workload carries no kubedag label to filter
     by: Kueue copies none by default); no run ever looks them up."""
