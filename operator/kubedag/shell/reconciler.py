@@ -271,10 +271,11 @@ class Reconciler:
         self.runs.put(updated)
         # The watch's echo of this write will not wake the run (RunCache.offer): wake it here
         # if the write's response shows a spec change that no event has woken it for yet,
-        # or that the run has finished (its next pass drops what was kept of it).
+        # or that the run has finished (its next pass drops what was kept of it, or counts
+        # down its ttlSecondsAfterFinished).
         held_generation = (held or {}).get("metadata", {}).get("generation")
-        if held_generation != updated["metadata"].get("generation") or _finished_for_good(
-                updated):
+        finished = (updated.get("status") or {}).get("phase") in FINISHED_PHASES
+        if held_generation != updated["metadata"].get("generation") or finished:
             self.wake(key)
         # Once per transition: after the write, from what the write changed.
         self.metrics.record_transitions({**updated, "status": old}, new,
