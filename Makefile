@@ -58,8 +58,8 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
 dashboards: venv ## Regenerate the Grafana dashboards shipped in the chart
 	$(PY) -m kubedag.dashboards --out charts/kubedag/dashboards
 
-bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench/results/<time>.json)
-	$(PY) -m bench
+bench: venv cluster-bin ## Benchmarks against a bare-script floor (table + bench/results/<time>.json); ARGS='--only many' for 1,000 runs
+	$(PY) -m bench $(ARGS)
 
 # Not part of `make test`: builds Argo Workflows' controller once (about 5 min cold, cached in
 # ~/.cache/kubedag), then runs every scenario on five systems. ARGS picks, e.g.

@@ -2,7 +2,8 @@
 the floor (a bare Job-creating script) and then through kubedag, print a table and write
 bench/results/<timestamp>.json.
 
-Options: --only chain,fanout,lattice,concurrent; --runs N (concurrent runs, default 100);
+Options: --only chain,fanout,lattice,concurrent,many (`many`, 1,000 runs of 10 stages, runs
+only when named); --runs N (concurrent runs, default 100);
 --no-floor; --profile (py-spy on the operator, collapsed stacks next to the JSON);
 --real-node (the chain on the test bed's real node: real containers of the worker image running
 `true`, for kubedag and the floor alike; needs Linux and root, builds the images if needed)."""
@@ -41,8 +42,13 @@ OPERATOR_WRITE_RESOURCES = {("POST", "jobs", ""), ("DELETE", "jobs", ""),
                             ("PATCH", "pipelineruns", "status"), ("PUT", "pipelineruns", "status"),
                             ("DELETE", "pipelineruns", "")}
 # Targets (reported, not asserted).
-TARGET_P50, TARGET_P99, TARGET_RATIO, TARGET_WRITES = 0.3, 1.5, 1.5, 3.0
-TARGET_RSS_MIB, TARGET_STATUS_BYTES = 200, 256 * 1024
+TARGET_P50, TARGET_P99, TARGET_WRITES = 0.3, 1.5, 3.0
+TARGET_RSS_MIB, TARGET_STATUS_BYTES = 150, 256 * 1024
+# Wall time as a ratio to the floor measured in the same run (issue 15).
+TARGET_RATIOS = {"chain": 1.2, "lattice": 1.15, "fanout": 1.05, "concurrent": 1.05}
+TARGET_CPU_MS_PER_STAGE = 5.0
+# The scenario of 1,000 runs: it keeps up, each dependency's end → the next Job within 2 s.
+TARGET_MANY_P99 = 2.0
 WORKER_IMAGE = "ghcr.io/kubedag/worker:0.1.0"
 
 
@@ -52,6 +58,8 @@ class Scenario:
     dag: Dag
     runs: int = 1
     timeout: float = 900
+    # Run by default; else only when named with --only.
+    default: bool = True
 
     @property
     def stages(self) -> int:
@@ -67,6 +75,9 @@ def scenarios(concurrent_runs: int) -> list[Scenario]:
         Scenario("fanout", shapes.fan_out(982, 16)),
         Scenario("lattice", shapes.lattice(30, 30)),
         Scenario("concurrent", shapes.layered([1, 6, 6, 6, 1]), runs=concurrent_runs),
+        # 10,000 stages: about a quarter of an hour on 2 cores, so only with --only many.
+        Scenario("many", shapes.layered([1, 4, 4, 1]), runs=1000, timeout=2400,
+                 default=False),
     ]
 
 
@@ -262,15 +273,21 @@ def targets(results: list[dict[str, Any]], lifetime_peak_mib: float) -> list[str
     out = []
     for r in results:
         k = r["kubedag"]
+        p99_target = TARGET_MANY_P99 if r["name"] == "many" else TARGET_P99
+        cpu_ms = 1000 * k["operator"]["cpu_seconds"] / r["stages"]
         checks = [
             ("p50 ≤ 0.3 s", k["latency_p50"] is not None and k["latency_p50"] <= TARGET_P50),
-            ("p99 ≤ 1.5 s", k["latency_p99"] is not None and k["latency_p99"] <= TARGET_P99),
+            (f"p99 ≤ {p99_target} s",
+             k["latency_p99"] is not None and k["latency_p99"] <= p99_target),
             ("≤ 3 writes/stage", k["operator_writes"]["per_stage"] <= TARGET_WRITES),
             ("all runs Succeeded", k["complete"] and set(k["phases"]) == {"Succeeded"}),
+            (f"operator CPU {cpu_ms:.1f} ms/stage ≤ {TARGET_CPU_MS_PER_STAGE}",
+             cpu_ms <= TARGET_CPU_MS_PER_STAGE),
         ]
-        if r["name"] == "fanout":
-            checks.append(("wall ≤ 1.5x floor",
-                           r.get("ratio") is not None and r["ratio"] <= TARGET_RATIO))
+        if r["name"] in TARGET_RATIOS:
+            target = TARGET_RATIOS[r["name"]]
+            checks.append((f"wall ≤ {target}x floor",
+                           r.get("ratio") is not None and r["ratio"] <= target))
         if r["stages"] >= 900 and r["runs"] == 1:
             checks.append(("status ≤ 256 KiB", (k["status_bytes"] or 0) <= TARGET_STATUS_BYTES))
         out.append(f"{r['name']}: " + ", ".join(
@@ -325,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     args.profile_dir = RESULTS / f"{stamp}-profile"
     if args.profile:
         args.profile_dir.mkdir()
-    chosen = [s for s in scenarios(args.runs) if not args.only or s.name in args.only.split(",")]
+    named = args.only.split(",") if args.only else []
+    chosen = [s for s in scenarios(args.runs) if s.name in named or (s.default and not named)]
 
     plane = start_control_plane()
     print(f"control plane up in {plane.started_in_seconds} s; logs in {plane.log_dir}", flush=True)
