@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import kopf
+from kopf._cogs.structs.references import Resource
 
-from kubedag.core.observe import PodSummary
+from kubedag.core.observe import LABEL_RUN_UID, PodSummary
+from kubedag.shell import handlers
 from kubedag.shell.handlers import _summarized, _summary_changed
 
 
@@ -35,3 +37,19 @@ def test_a_deletion_always_wakes_the_run() -> None:
 
 def test_an_object_never_indexed_wakes_its_run() -> None:
     assert _summary_changed(kopf.Memo(), None)
+
+
+def test_the_api_server_sends_only_kubedags_jobs_and_pods() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.watch_only_our_jobs_and_pods(settings)
+    selectors = settings.watching.label_selectors
+
+    def resource(group: str, plural: str, kind: str) -> Resource:
+        return Resource(group=group, version="v1", plural=plural, kind=kind, namespaced=True)
+
+    assert selectors.collect(resource("batch", "jobs", "Job")) == [LABEL_RUN_UID]
+    assert selectors.collect(resource("", "pods", "Pod")) == [LABEL_RUN_UID]
+    # Runs, nodes and Kueue's Workloads (which carry no kubedag label) come unfiltered.
+    assert selectors.collect(resource("kubedag.io", "pipelineruns", "PipelineRun")) == []
+    assert selectors.collect(resource("", "nodes", "Node")) == []
+    assert selectors.collect(resource("kueue.x-k8s.io", "workloads", "Workload")) == []
