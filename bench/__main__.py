@@ -75,7 +75,7 @@ def scenarios(concurrent_runs: int) -> list[Scenario]:
         Scenario("fanout", shapes.fan_out(982, 16)),
         Scenario("lattice", shapes.lattice(30, 30)),
         Scenario("concurrent", shapes.layered([1, 6, 6, 6, 1]), runs=concurrent_runs),
-        # 10,000 stages: about a quarter of an hour on 2 cores, so only with --only many.
+        # 10,000 stages: about half an hour on 2 cores, so only with --only many.
         Scenario("many", shapes.layered([1, 4, 4, 1]), runs=1000, timeout=2400,
                  default=False),
     ]
