@@ -103,8 +103,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own, aggregated Events
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 600
-    watch_only_our_jobs_and_pods(settings)
     settings.watching.client_timeout = 660
+    watch_only_our_jobs_and_pods(settings)
     settings.execution.max_workers = config.api_threads
     # Used only with --peering: the oldest replica leads (kubedag.shell.standby).
     settings.peering.priority = peering_priority(time.time())
@@ -199,13 +199,13 @@ async def _worker(number: int) -> None:
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
 async def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
-                 **_: Any) -> dict[str, Any]:
+                       **_: Any) -> dict[str, Any]:
     return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_job(dict(body)))}
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
 async def kubedag_pods(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
-                 **_: Any) -> dict[str, Any]:
+                       **_: Any) -> dict[str, Any]:
     return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_pod(dict(body)))}
 
 
@@ -327,7 +327,7 @@ def _owned_by_job(body: kopf.Body, **_: Any) -> bool:
 
 
 async def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
-                     **_: Any) -> dict[Any, Any]:
+                           **_: Any) -> dict[Any, Any]:
     """(namespace, Job name) -> run UID: which run a Workload's Job belongs to."""
     return {(namespace, name): labels[LABEL_RUN_UID]}
 
