@@ -59,8 +59,10 @@ def collect_garbage_less_often() -> None:
     threshold (700) a young collection ran every few events, and every tenth of those swept
     the middle generation, every hundredth the whole heap (the operator's runs, indexes and
     kopf's state): py-spy charged a fifth of the operator's CPU to the line that decodes
-    events, where those collections were triggered. Hardly any of the operator's garbage is
-    cyclic (reference counting frees it at once), so collecting rarely costs little memory.
+    events, where those collections were triggered. The garbage is mostly kopf's: each event's
+    Body and Patch wrappers refer to themselves and hold the decoded body until a collection
+    (with none, RSS grew to 439 MiB over 40 runs). A young collection every 20,000 allocations,
+    a few dozen events, still frees them young: peak RSS stayed at 140 MiB.
     """
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
