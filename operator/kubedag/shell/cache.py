@@ -17,11 +17,16 @@ EXPECTATION_SECONDS = 30.0
 FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 
 
+def is_finished(body: dict[str, Any]) -> bool:
+    """Whether the run's stored status says it has finished."""
+    return (body.get("status") or {}).get("phase") in FINISHED_PHASES
+
+
 def _slim_if_finished(body: dict[str, Any]) -> dict[str, Any]:
     """A finished run is kept for resumeFrom, TTL and metrics, none of which reads its pipeline
     snapshot: dropping it keeps memory flat as finished 1,000-stage runs pile up."""
     status = body.get("status") or {}
-    if status.get("phase") not in FINISHED_PHASES or "pipelineSpec" not in status:
+    if not is_finished(body) or "pipelineSpec" not in status:
         return body
     return {**body, "status": {k: v for k, v in status.items() if k != "pipelineSpec"}}
 
@@ -43,9 +48,8 @@ class RunCache:
         """Keep the newest version: a watch event may be older than our own status write."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        current = self.bodies.get(key)
-        same_object = current is not None and current["metadata"].get("uid") == meta.get("uid")
-        if not same_object or _resource_version(body) >= _resource_version(current or {}):
+        held = self._held_version(body)
+        if held is None or _resource_version(body) >= held:
             self.bodies[key] = _slim_if_finished(body)
         self.keys_by_uid[meta["uid"]] = key
         return key
@@ -55,13 +59,18 @@ class RunCache:
         it is no newer than the body held. That is the echo of the operator's own status
         write, whose response was put() when it came back: a pass for it would decide again
         what was just decided (a third of all passes in the concurrent benchmark)."""
+        held = self._held_version(body)
+        key = self.put(body)
+        return key if held is None or _resource_version(body) > held else None
+
+    def _held_version(self, body: dict[str, Any]) -> int | None:
+        """The resource version of the body held for the same object as ``body``; None when
+        none is held, or the name now belongs to another object (deleted and created again)."""
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        current = self.bodies.get(key)
-        news = (current is None or current["metadata"].get("uid") != meta.get("uid")
-                or _resource_version(body) > _resource_version(current))
-        self.put(body)
-        return key if news else None
+        current = self.bodies.get((meta["namespace"], meta["name"]))
+        if current is None or current["metadata"].get("uid") != meta.get("uid"):
+            return None
+        return _resource_version(current)
 
     def forget(self, body: dict[str, Any]) -> RunKey:
         meta = body["metadata"]

@@ -34,7 +34,7 @@ from kubedag.core.params import resolve_params
 from kubedag.core.plan import Plan
 from kubedag.shell.breakers import Breakers
 from kubedag.shell.budget import StageBudget
-from kubedag.shell.cache import FINISHED_PHASES, RunCache, RunKey
+from kubedag.shell.cache import RunCache, RunKey, is_finished
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.metrics import METRICS, Metrics, pipeline_of
@@ -274,8 +274,7 @@ class Reconciler:
         # or that the run has finished (its next pass drops what was kept of it, or counts
         # down its ttlSecondsAfterFinished).
         held_generation = (held or {}).get("metadata", {}).get("generation")
-        finished = (updated.get("status") or {}).get("phase") in FINISHED_PHASES
-        if held_generation != updated["metadata"].get("generation") or finished:
+        if held_generation != updated["metadata"].get("generation") or is_finished(updated):
             self.wake(key)
         # Once per transition: after the write, from what the write changed.
         self.metrics.record_transitions({**updated, "status": old}, new,
@@ -323,8 +322,7 @@ def _resumed_run(previous: dict[str, Any] | None, spec: PipelineRunSpec,
 
 def _finished_for_good(body: dict[str, Any]) -> bool:
     """Finished, and no TTL left to enforce."""
-    finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
-    return finished and not (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+    return is_finished(body) and not (body.get("spec") or {}).get("ttlSecondsAfterFinished")
 
 
 def _place_in_line(body: dict[str, Any]) -> tuple[int, datetime]:
