@@ -38,6 +38,7 @@ outputs too large, an unschedulable pod: nodes are not the dependency).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -316,6 +317,18 @@ def record_result(spec: CircuitBreakerSpec, status: CircuitBreakerStatus, run: s
         return _reopen(status, limits, now, reasons.CIRCUIT_TRIPPED,
                        f"{why}; last: {who} ({report.reason})", doubled=False)
     return (_settle_release(status) if not failed else status), []
+
+
+def rejected_attempts(starts: dict[str, list[str]], rejected: Iterable[str],
+                      now: datetime) -> list[AttemptReport]:
+    """Attempts debited from a breaker (``Plan.breaker_starts``) whose Job the API server then
+    refused: they end uncounted, since the dependency was never tried. Without this report a
+    refused probe would keep the half-open breaker's only probe slot taken until its run ends.
+    """
+    refused = set(rejected)
+    return [AttemptReport(key=key, stage=stage, verdict=Verdict.IGNORED,
+                          reason=reasons.JOB_REJECTED, time=now, thresholds=BreakerThresholds())
+            for key, stages in starts.items() for stage in stages if stage in refused]
 
 
 def release_probe(status: CircuitBreakerStatus, run: str) -> CircuitBreakerStatus:

@@ -35,6 +35,7 @@ from kubedag.api import (
 )
 from kubedag.core import reasons
 from kubedag.core.breaker import (
+    AttemptReport,
     BreakerView,
     Transition,
     Verdict,
@@ -172,7 +173,17 @@ class Breakers:
                 self._unhold(ident, run)
         for key, count in plan.breaker_held.items():
             self._held.setdefault((namespace, key), {})[run] = count
-        for report in plan.breaker_reports:
+        self.fold_results(run, plan.breaker_reports, now)
+        for key in set(plan.breaker_starts) - {report.key for report in plan.breaker_reports}:
+            breaker = self._breakers.get((namespace, key))
+            if breaker is not None:
+                self._step((namespace, key), breaker, now)
+
+    def fold_results(self, run: RunKey, reports: list[AttemptReport], now: datetime) -> None:
+        """Fold finished attempts into their breakers (creating a breaker on its key's first
+        counted failure)."""
+        namespace, name = run
+        for report in reports:
             ident = (namespace, report.key)
             breaker = self._get(ident)
             if breaker is None:
@@ -184,7 +195,7 @@ class Breakers:
                 self._breakers[ident] = breaker
             status, transitions = record_result(breaker.spec, breaker.status, name, report, now)
             self._set(ident, breaker, status, now, transitions)
-        for key in {*plan.breaker_starts, *(r.key for r in plan.breaker_reports)}:
+        for key in {report.key for report in reports}:
             breaker = self._breakers.get((namespace, key))
             if breaker is not None:
                 self._step((namespace, key), breaker, now)

@@ -20,6 +20,7 @@ from kubedag.api import (
     StageCheckpoint,
     to_k8s,
 )
+from kubedag.core.breaker import rejected_attempts
 from kubedag.core.cache import CacheIndex
 from kubedag.core.decide import RunFacts, decide
 from kubedag.core.estimate import NodeCapacity
@@ -258,6 +259,9 @@ class Reconciler:
                 plan.dry_run and plan.create_jobs):
             record_create_results(plan, results, now)
             desired = to_k8s(plan.status)
+            refused = [stage for stage, message in results.items() if message is not None]
+            self.breakers.fold_results((ref.namespace, ref.name),
+                                       rejected_attempts(plan.breaker_starts, refused, now), now)
         await asyncio.gather(*(self.kube.delete_job(ref.namespace, name)
                                for name in plan.delete_jobs))
         self._decided[ref.uid] = plan.status

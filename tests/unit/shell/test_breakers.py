@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from kubedag.api import BreakerThresholds, PipelineRunStatus
-from kubedag.core.breaker import AttemptReport, Verdict
+from kubedag.core.breaker import AttemptReport, Verdict, rejected_attempts
 from kubedag.core.plan import Plan
 from kubedag.shell.breakers import Breakers
 from kubedag.shell.cache import RunKey
@@ -82,6 +82,24 @@ def test_one_probe_across_runs_and_held_runs_woken_when_it_succeeds() -> None:
         assert ("CircuitBreaker", "Tripped") in kube.events
         assert ("CircuitBreaker", "ProbeSucceeded") in kube.events
         assert [(r.key, r.state, r.held) for r in breakers.rows()] == [("dep", "Closed", 3)]
+
+    asyncio.run(scenario())
+
+
+def test_a_probe_whose_job_the_api_server_refused_frees_the_probe_slot() -> None:
+    async def scenario() -> None:
+        breakers = Breakers(FakeKube(), Metrics())  # type: ignore[arg-type]
+        run = (NS, "first")
+        breakers.apply(run, failures(5), at(5))
+        later = at(5) + timedelta(seconds=11)
+        assert breakers.views(NS, later)["dep"].allowance == 1  # half-open: one probe
+        probe = Plan(status=PipelineRunStatus(), breaker_starts={"dep": ["p"], "other": ["q"]})
+        breakers.apply(run, probe, later)
+        assert breakers.views(NS, later)["dep"].allowance == 0
+        # The reconciler folds the refused Jobs back once the API server has answered.
+        breakers.fold_results(run, rejected_attempts(probe.breaker_starts, ["p"], later), later)
+        assert breakers.views(NS, later)["dep"].allowance == 1
+        await breakers.flush()
 
     asyncio.run(scenario())
 
