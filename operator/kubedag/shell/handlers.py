@@ -2,11 +2,13 @@
 
 Only ``on.event`` handlers and indexes are used, so kopf writes nothing to our objects (no
 finalizers, no progress annotations): the one status write per reconcile is the operator's own.
-kopf fills every index before it invokes any handler, so the first reconcile after a restart
-already sees all of a run's Jobs and pods - which is what makes "never re-create a Job" hold.
-The first handler call also activates the replica (`_activate`): a standby under --peering
-gets none until it takes over, and must not act on what it would have loaded before
-(kubedag.shell.standby).
+kubedag's Jobs and pods, most of the events, bypass kopf's handlers (kubedag.shell.childwatch).
+The first handler call activates the replica (`_activate`): a standby under --peering gets none
+until it takes over, and must not act on what it would have loaded before
+(kubedag.shell.standby). Activation lists the stage cache, the Jobs and the pods before the
+first reconcile, and kopf fills its indexes before it invokes any handler, so the first
+reconcile after a restart already sees all of a run's Jobs and pods - which is what makes
+"never re-create a Job" hold.
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ from kubedag.core.estimate import NodeCapacity, node_capacity
 from kubedag.core.mergepatch import merge_patch
 from kubedag.core.observe import (
     LABEL_RUN_UID,
-    summarize_job,
-    summarize_pod,
     summarize_workload,
     workload_owner,
 )
 from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
+from kubedag.shell.childwatch import JOBS, PODS, ChildWatch
 from kubedag.shell.kube import Kube, new_api_client
 from kubedag.shell.memory import collect_garbage_less_often, limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
@@ -61,6 +62,7 @@ class _State:
     """Process-wide state, created at startup (kopf handlers are module-level functions)."""
 
     settings: OperatorSettings
+    kopf_settings: kopf.OperatorSettings  # for the watches of kubedag.shell.childwatch
     runs = RunCache()
     indexes = Indexes()
     queue: WorkQueue
@@ -100,6 +102,7 @@ class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     config = OperatorSettings.from_env()
     state.settings = config
+    state.kopf_settings = settings
     settings.posting.enabled = False  # we post our own, aggregated Events
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 600
@@ -133,11 +136,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def watch_only_our_jobs_and_pods(settings: kopf.OperatorSettings) -> None:
-    """Have the API server send only kubedag's Jobs and pods.
+    """Have the API server send only kubedag's Jobs and pods (kopf's watch stream, which
+    kubedag.shell.childwatch uses, reads its label selectors from kopf's settings).
 
-    The handlers' ``labels=`` filter is applied by kopf after it has received and decoded each
-    event, so without this the operator took in every Job and pod change of the whole cluster
-    (in `make bench`, the floor's too), only to drop them.
+    Filtering after the fact would take in every Job and pod change of the whole cluster (in
+    `make bench`, the floor's too), decoding each only to drop it.
     """
     for resource in (("batch", "v1", "jobs"), ("", "v1", "pods")):
         settings.watching.label_selectors[resource] = LABEL_RUN_UID
@@ -149,6 +152,12 @@ async def _activate() -> None:
     config = state.settings
     # Every entry indexed before the first reconcile: a run after a restart still hits.
     await state.stage_cache.load(config.namespaces)
+    # Likewise every Job and pod: a run after a restart must not re-create a Job.
+    watches = [ChildWatch(JOBS, state.indexes.jobs, _wake),
+               ChildWatch(PODS, state.indexes.pods, _wake)]
+    for watch in watches:
+        state.workers.extend(watch.start(state.kopf_settings, config.namespaces))
+    await asyncio.gather(*(watch.listed() for watch in watches))
     state.workers.extend(asyncio.create_task(_worker(i)) for i in range(config.workers))
     state.workers.append(asyncio.create_task(
         state.stage_cache.collect_periodically(config.cache_gc_seconds)))
@@ -197,37 +206,6 @@ async def _worker(number: int) -> None:
 # Coroutines, though nothing in them awaits: kopf runs a plain function in a thread pool, and
 # that hop, for every event of every Job and pod, cost more than the function (py-spy).
 
-@kopf.index("batch", "v1", "jobs", labels=OURS)
-async def kubedag_jobs(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
-                       **_: Any) -> dict[str, Any]:
-    return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_job(dict(body)))}
-
-
-@kopf.index("", "v1", "pods", labels=OURS)
-async def kubedag_pods(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo,
-                       **_: Any) -> dict[str, Any]:
-    return {labels[LABEL_RUN_UID]: _summarized(memo, summarize_pod(dict(body)))}
-
-
-# Keys of kopf's per-object memo (the same object for an object's indexers and event handlers).
-_SUMMARY, _CHANGED = "kubedag_summary", "kubedag_summary_changed"
-
-
-def _summarized(memo: kopf.Memo, summary: Any) -> Any:
-    """Notes whether this event changed what decide() sees of the object: most Job and pod
-    events do not (the Job controller's finalizer and uncounted-pods bookkeeping, the
-    kubelet's conditions), and a pass for them would decide nothing new."""
-    memo[_CHANGED] = memo.get(_SUMMARY) != summary
-    memo[_SUMMARY] = summary
-    return summary
-
-
-def _summary_changed(memo: kopf.Memo, type: str | None) -> bool:
-    """Whether the event the indexers just saw is news to the object's run (a deletion always
-    is: a Job gone from under a running stage is lost)."""
-    return type == "DELETED" or bool(memo.get(_CHANGED, True))
-
-
 @kopf.index("", "v1", "nodes")
 async def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
     """What each schedulable node offers (a few hundred bytes a node); a cordoned node, none."""
@@ -245,12 +223,9 @@ async def kubedag_breakers(namespace: str | None, body: kopf.Body, **_: Any) -> 
 
 def _bind(kwargs: dict[str, Any]) -> None:
     state.reconciler.breakers.index = kwargs["kubedag_breakers"]
-    state.indexes.jobs = kwargs["kubedag_jobs"]
-    state.indexes.pods = kwargs["kubedag_pods"]
     state.indexes.nodes = kwargs["kubedag_nodes"]
     # Only there when watch_workloads() registered them.
     state.indexes.workloads = kwargs.get("kubedag_workloads", {})
-    state.indexes.job_runs = kwargs.get("kubedag_job_runs", {})
 
 
 # --- Kueue: registered by watch_workloads() unless KUBEDAG_KUEUE=off ---------------------------
@@ -277,7 +252,6 @@ def watch_workloads(insights: Insights) -> None:
     group, every minute at most, until kopf serves Workloads.
     """
     state.insights = insights
-    kopf.index("batch", "v1", "jobs", labels=OURS)(kubedag_job_runs)
     kopf.index(KUEUE_GROUP, "workloads", when=_owned_by_job)(kubedag_workloads)
     kopf.on.event(KUEUE_GROUP, "workloads", when=_owned_by_job)(workload_event)
     logging.getLogger("kopf._core.reactor.observation").addFilter(AbsentKueueFilter())
@@ -326,12 +300,6 @@ def _owned_by_job(body: kopf.Body, **_: Any) -> bool:
     return workload_owner(dict(body)) is not None
 
 
-async def kubedag_job_runs(namespace: str | None, name: str, labels: kopf.Labels,
-                           **_: Any) -> dict[Any, Any]:
-    """(namespace, Job name) -> run UID: which run a Workload's Job belongs to."""
-    return {(namespace, name): labels[LABEL_RUN_UID]}
-
-
 async def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """(namespace, Job name) -> the summary of the Job's Workload. Workloads of Jobs that are
     not kubedag's are indexed too (small, and a Workload carries no kubedag label to filter
@@ -343,7 +311,8 @@ async def kubedag_workloads(namespace: str | None, body: kopf.Body, **_: Any) ->
 async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
     await _enter(kwargs)
     job = workload_owner(dict(body))
-    for run_uid in state.indexes.job_runs.get((namespace, job), []):
+    run_uid = state.indexes.jobs.run_of(namespace or "", job) if job else None
+    if run_uid is not None:
         _wake(run_uid)
 
 
@@ -377,22 +346,6 @@ async def breaker_event(body: kopf.Body, type: str | None, **kwargs: Any) -> Non
     operator's own write came back (nothing to do then)."""
     await _enter(kwargs)
     state.reconciler.breakers.observe(dict(body), deleted=type == "DELETED")
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_event(labels: kopf.Labels, memo: kopf.Memo, type: str | None,
-                    **kwargs: Any) -> None:
-    await _enter(kwargs)
-    if _summary_changed(memo, type):
-        _wake(labels[LABEL_RUN_UID])
-
-
-@kopf.on.event("", "v1", "pods", labels=OURS)
-async def pod_event(labels: kopf.Labels, memo: kopf.Memo, type: str | None,
-                    **kwargs: Any) -> None:
-    await _enter(kwargs)
-    if _summary_changed(memo, type):
-        _wake(labels[LABEL_RUN_UID])
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")

@@ -30,12 +30,19 @@ from kubedag.core.feedback import (
     record_create_results,
 )
 from kubedag.core.jobspec import RunIdentity
-from kubedag.core.observe import JobSummary, PodSummary, WorkloadSummary, summarize_job
+from kubedag.core.observe import (
+    JobSummary,
+    PodSummary,
+    WorkloadSummary,
+    summarize_job,
+    summarize_pod,
+)
 from kubedag.core.params import resolve_params
 from kubedag.core.plan import Plan
 from kubedag.shell.breakers import Breakers
 from kubedag.shell.budget import StageBudget
 from kubedag.shell.cache import RunCache, RunKey, is_finished
+from kubedag.shell.childwatch import ChildIndex
 from kubedag.shell.events import EventBuffer
 from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.metrics import METRICS, Metrics, pipeline_of
@@ -47,17 +54,18 @@ log = logging.getLogger("kubedag.reconciler")
 
 
 class Indexes:
-    """Live views of kopf's indexes (jobs and pods by run UID; schedulable nodes' summaries
-    under one key). Pipelines are not indexed: a run reads its Pipeline from the API server
-    once, when it starts (see `Reconciler._referenced_pipeline`)."""
+    """What the operator holds of the cluster beside its runs: the summaries of kubedag's Jobs
+    and pods by run UID (kept by kubedag.shell.childwatch), and kopf's indexes of schedulable
+    nodes (under one key) and Kueue's Workloads. Pipelines are not indexed: a run reads its
+    Pipeline from the API server once, when it starts (see `Reconciler._referenced_pipeline`).
+    """
 
     def __init__(self) -> None:
-        self.jobs: Mapping[str, Any] = {}
-        self.pods: Mapping[str, Any] = {}
-        # Kueue (empty unless its Workloads are watched): Workload summaries and run UIDs,
-        # both by (namespace, Job name).
+        self.jobs: ChildIndex[JobSummary] = ChildIndex(summarize_job)
+        self.pods: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
+        # Kueue (empty unless its Workloads are watched): Workload summaries by
+        # (namespace, Job name).
         self.workloads: Mapping[Any, Any] = {}
-        self.job_runs: Mapping[Any, Any] = {}
         self.nodes: Mapping[str, Any] = {}
 
     def node_list(self) -> list[NodeCapacity]:

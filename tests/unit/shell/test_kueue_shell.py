@@ -13,9 +13,10 @@ from kopf._cogs.structs.references import Insights, Resource, Selector
 from prometheus_client import CollectorRegistry
 
 from kubedag.core.decide import decide
-from kubedag.core.observe import WorkloadSummary
+from kubedag.core.observe import LABEL_RUN_UID, WorkloadSummary
 from kubedag.shell import handlers
 from kubedag.shell.cache import RunCache
+from kubedag.shell.childwatch import ChildIndex
 from kubedag.shell.handlers import KUEUE_GROUP, AbsentKueueFilter
 from kubedag.shell.metrics import Metrics, RunStateCollector
 from kubedag.shell.reconciler import Indexes, Reconciler
@@ -56,7 +57,10 @@ def test_a_runs_facts_hold_the_workloads_of_its_jobs_only() -> None:
     mine = WorkloadSummary(name="job-run-a-1-x", job="run-a-1", reason="Pending",
                            message="insufficient quota")
     other = WorkloadSummary(name="job-train-y", job="train", admitted=True)
-    indexes.jobs = {"uid-1234": [job("a", suspended=True)]}
+    indexes.jobs = ChildIndex(lambda body: job("a", suspended=True))
+    list(indexes.jobs.fold({"type": "ADDED", "object": {"metadata": {
+        "uid": "job-uid", "namespace": "ns", "name": "run-a-1",
+        "labels": {LABEL_RUN_UID: "uid-1234"}}}}))
     indexes.workloads = {("ns", "run-a-1"): [mine], ("ns", "train"): [other],
                          ("elsewhere", "run-a-1"): [other]}
     reconciler = Reconciler(FakeKube(), OperatorSettings(), RunCache(),  # type: ignore[arg-type]
