@@ -289,6 +289,35 @@ def summarize_pod(body: dict[str, Any]) -> PodSummary:
     )
 
 
+def is_urgent(old: JobSummary | PodSummary | None, new: JobSummary | PodSummary | None) -> bool:
+    """Whether a change of one of a run's Jobs or pods may end an attempt, or stop one from
+    starting, so that its run's pass should come at once: dependants start on it.
+
+    The rest - a Job or pod appearing, a pod starting to run, its progress, the Job
+    controller's start time and its Complete condition (the pods said so first) - changes
+    only what the status shows, and can join the run's next pass a moment later. In `make
+    bench` four of a stage's six Job and pod changes are of that kind, and the passes they woke
+    each decided nothing new.
+    """
+    if new is None:
+        return True  # gone: a running attempt's Job or pod lost
+    part = _urgent_part(new)
+    if old is None:
+        return any(value is not None and value is not False for value in part)
+    return part != _urgent_part(old)
+
+
+def _urgent_part(summary: JobSummary | PodSummary) -> tuple[object, ...]:
+    """What of a summary may end an attempt or keep it from starting (None or False: nothing).
+    """
+    if isinstance(summary, JobSummary):
+        failed = summary.finished if summary.finished != "Complete" else None
+        return (failed, summary.reason if failed else None, summary.deleting, summary.suspended)
+    ended = summary.phase if summary.phase in ("Succeeded", "Failed") else None
+    return (ended, summary.exit_code, summary.deleting, summary.disruption,
+            summary.waiting_reason, summary.unschedulable)
+
+
 def parse_termination_message(text: str | None) -> tuple[dict[str, Any] | None,
                                                          dict[str, Any] | None, str | None]:
     """(outputs, usage, error) from the worker's JSON termination message.

@@ -21,16 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import kopf
 from kopf._cogs.clients.watching import Bookmark, infinite_watch
 from kopf._cogs.structs.references import NamespaceName, Resource
 
-from kubedag.core.observe import LABEL_RUN_UID
+from kubedag.core.observe import LABEL_RUN_UID, JobSummary, PodSummary, is_urgent
 
 log = logging.getLogger("kubedag.childwatch")
-S = TypeVar("S")
+S = TypeVar("S", JobSummary, PodSummary)
 # After a watch stream failed with what kopf treats as fatal (an ERROR event other than 410).
 RESTART_BACKOFF_SECONDS = 2.0
 
@@ -38,12 +38,20 @@ JOBS = Resource(group="batch", version="v1", plural="jobs", kind="Job", namespac
 PODS = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
 
 
+class Wake(NamedTuple):
+    """A run to wake, at once (its object's change may end an attempt: `observe.is_urgent`),
+    or soon, joining its next pass."""
+
+    run: str
+    at_once: bool
+
+
 class ChildIndex(Mapping[str, Collection[S]]):
     """Summaries of one kind of a run's child objects, by run UID (a mapping, as kopf's index
     was), and the run of each object by (namespace, name)."""
 
     def __init__(self, summarize: Callable[[dict[str, Any]], S]) -> None:
-        self.summarize = summarize
+        self.summarize: Callable[[dict[str, Any]], S] = summarize
         self._by_run: dict[str, dict[str, S]] = {}
         self._placed: dict[str, tuple[str, str, str]] = {}  # object UID: run UID, namespace, name
         self._runs_by_name: dict[tuple[str, str], str] = {}
@@ -63,9 +71,9 @@ class ChildIndex(Mapping[str, Collection[S]]):
     def run_of(self, namespace: str, name: str) -> str | None:
         return self._runs_by_name.get((namespace, name))
 
-    def fold(self, event: Mapping[str, Any] | Bookmark) -> Iterable[str]:
-        """Take in one item of kopf's watch stream; returns the run UIDs to wake: those whose
-        object changed in what decide() sees, or went away."""
+    def fold(self, event: Mapping[str, Any] | Bookmark) -> Iterable[Wake]:
+        """Take in one item of kopf's watch stream; returns the runs to wake: those whose
+        object changed in what decide() sees, or went away (see `Wake`)."""
         if isinstance(event, Bookmark):
             if event is Bookmark.LISTED:
                 return self._end_list()
@@ -79,7 +87,7 @@ class ChildIndex(Mapping[str, Collection[S]]):
             return ()
         if kind == "DELETED":
             run = self._remove(uid)
-            return (run,) if run is not None else ()
+            return (Wake(run, at_once=True),) if run is not None else ()
         if kind is None and self._listed_once:
             if self._relisted is None:
                 self._relisted = set()
@@ -89,21 +97,22 @@ class ChildIndex(Mapping[str, Collection[S]]):
             return ()
         summary = self.summarize(body)
         held = self._by_run.setdefault(run, {})
-        if held.get(uid) == summary:
+        old = held.get(uid)
+        if old == summary:
             return ()
         held[uid] = summary
         place = (run, meta.get("namespace", ""), meta.get("name", ""))
         self._placed[uid] = place
         self._runs_by_name[place[1:]] = run
-        return (run,)
+        return (Wake(run, at_once=is_urgent(old, summary)),)
 
-    def _end_list(self) -> Iterable[str]:
+    def _end_list(self) -> Iterable[Wake]:
         self._listed_once = True
         seen, self._relisted = self._relisted, None
         if seen is None:
             return ()
         gone = [uid for uid in self._placed if uid not in seen]
-        return [run for uid in gone if (run := self._remove(uid)) is not None]
+        return [Wake(run, at_once=True) for uid in gone if (run := self._remove(uid)) is not None]
 
     def _remove(self, uid: str) -> str | None:
         place = self._placed.pop(uid, None)
@@ -123,7 +132,7 @@ class ChildWatch:
     """One resource's watch (per namespace served, or cluster-wide) feeding one ChildIndex."""
 
     def __init__(self, resource: Resource, index: ChildIndex[Any],
-                 wake: Callable[[str], None]) -> None:
+                 wake: Callable[[Wake], None]) -> None:
         self.resource, self.index, self.wake = resource, index, wake
         self._listed: list[asyncio.Event] = []
 
@@ -149,8 +158,8 @@ class ChildWatch:
                 async for event in infinite_watch(
                         settings=settings, resource=self.resource,
                         namespace=NamespaceName(namespace) if namespace else None):
-                    for run in self.index.fold(event):
-                        self.wake(run)
+                    for wake in self.index.fold(event):
+                        self.wake(wake)
                     if event is Bookmark.LISTED:
                         listed.set()
             except asyncio.CancelledError:

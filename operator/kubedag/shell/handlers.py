@@ -37,7 +37,7 @@ from kubedag.core.observe import (
 from kubedag.core.pipelinestatus import pipeline_status
 from kubedag.shell import metrics
 from kubedag.shell.cache import RunCache, RunKey
-from kubedag.shell.childwatch import JOBS, PODS, ChildWatch
+from kubedag.shell.childwatch import JOBS, PODS, ChildWatch, Wake
 from kubedag.shell.kube import Kube, new_api_client
 from kubedag.shell.memory import collect_garbage_less_often, limit_arenas, trim_periodically
 from kubedag.shell.reconciler import Indexes, Reconciler
@@ -52,6 +52,9 @@ OURS = {LABEL_RUN_UID: kopf.PRESENT}
 # A run's next pass waits this many times its last pass's compute time: negligible for small
 # runs (milliseconds), a third of a core at most for a 1,000-stage one.
 PASS_PACING = 2.0
+# A Job or pod change that cannot end an attempt (kubedag.core.observe.is_urgent) wakes its
+# run within this long, unless a pass comes sooner: the status shows it that much later.
+SOON_SECONDS = 1.0
 # The one key of the nodes index: every schedulable node's summary, for fit checks.
 ALL_NODES = "nodes"
 # Nodes joining or changing within this many seconds re-check the Pipelines' Fits once.
@@ -153,8 +156,8 @@ async def _activate() -> None:
     # Every entry indexed before the first reconcile: a run after a restart still hits.
     await state.stage_cache.load(config.namespaces)
     # Likewise every Job and pod: a run after a restart must not re-create a Job.
-    watches = [ChildWatch(JOBS, state.indexes.jobs, _wake),
-               ChildWatch(PODS, state.indexes.pods, _wake)]
+    watches = [ChildWatch(JOBS, state.indexes.jobs, _wake_for_child),
+               ChildWatch(PODS, state.indexes.pods, _wake_for_child)]
     for watch in watches:
         state.workers.extend(watch.start(state.kopf_settings, config.namespaces))
     await asyncio.gather(*(watch.listed() for watch in watches))
@@ -398,6 +401,13 @@ async def _write_pipeline_status(namespace: str, name: str, body: dict[str, Any]
     patch = merge_patch(old, new)
     if patch:
         await state.reconciler.kube.patch_pipeline_status(namespace, name, patch)
+
+
+def _wake_for_child(wake: Wake) -> None:
+    if wake.at_once:
+        _wake(wake.run)
+    elif (key := state.runs.keys_by_uid.get(wake.run)) is not None:
+        state.queue.add_soon(key, SOON_SECONDS)
 
 
 def _wake(run_uid: str) -> None:

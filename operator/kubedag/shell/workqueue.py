@@ -15,6 +15,7 @@ class WorkQueue:
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
         self._not_before: dict[Hashable, float] = {}
+        self._soon: dict[Hashable, asyncio.TimerHandle] = {}
 
     def rest(self, key: Hashable, seconds: float) -> None:
         """Hold the key's next pass back this long after the current one: events meanwhile
@@ -51,6 +52,17 @@ class WorkQueue:
             timer.cancel()
         self._timers[key] = loop.call_at(when, self._fire, key)
 
+    def add_soon(self, key: Hashable, within: float) -> None:
+        """Add within ``within`` seconds, unless a pass of the key starts sooner: that pass
+        sees the news too. For news that need no pass of their own."""
+        if key in self._dirty or key in self._soon:
+            return
+        self._soon[key] = asyncio.get_running_loop().call_later(within, self._fire_soon, key)
+
+    def _fire_soon(self, key: Hashable) -> None:
+        self._soon.pop(key, None)
+        self.add(key)
+
     def _fire(self, key: Hashable) -> None:
         self._timers.pop(key, None)
         self.add(key)
@@ -68,14 +80,18 @@ class WorkQueue:
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
         self._not_before.pop(key, None)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        for timers in (self._timers, self._soon):
+            timer = timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
 
     async def get(self) -> Hashable:
         key = await self._queue.get()
         self._dirty.discard(key)
         self._processing.add(key)
+        soon = self._soon.pop(key, None)
+        if soon is not None:
+            soon.cancel()  # this pass reads what the news were about
         return key
 
     def done(self, key: Hashable) -> None:

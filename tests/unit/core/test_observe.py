@@ -14,6 +14,7 @@ from kubedag.core.observe import (
     MAX_FANOUT_OUTPUT_BYTES,
     Outcome,
     attempt_outcome,
+    is_urgent,
     parse_termination_message,
     summarize_job,
     summarize_pod,
@@ -385,3 +386,30 @@ def test_unknown_or_malformed_usage_keys_never_fail_the_status() -> None:
                                             message=json.dumps({"error": "x", "usage": odd}))])
     assert failed.usage == {"cpuSeconds": 1.0, "peakRssBytes": 2, "gpuUtilizationPeak": 1.0}
     ResourceUsage.model_validate(failed.usage)
+
+
+def test_only_changes_that_may_end_an_attempt_are_urgent() -> None:
+    running = replace(pod("a", phase="Running"), started=T0)
+    # Appearing, running, progress and the Job controller's bookkeeping can wait.
+    assert not is_urgent(None, pod("a", phase="Pending"))
+    assert not is_urgent(pod("a", phase="Pending"), running)
+    assert not is_urgent(running, replace(running, progress=0.5))
+    assert not is_urgent(None, job("a"))
+    assert not is_urgent(job("a"), job("a", started=T0))
+    assert not is_urgent(job("a"), job("a", finished="Complete"))  # its pods said so first
+    # The end of an attempt, and what keeps one from starting, cannot.
+    assert is_urgent(running, pod("a", phase="Succeeded"))
+    assert is_urgent(running, pod("a", phase="Failed", exit_code=75))
+    assert is_urgent(running, replace(running, deleting=True))
+    assert is_urgent(running, replace(running, disruption="Evicted"))
+    assert is_urgent(pod("a", phase="Pending"), replace(pod("a", phase="Pending"),
+                                                        waiting_reason="ErrImagePull"))
+    assert is_urgent(pod("a", phase="Pending"), replace(pod("a", phase="Pending"),
+                                                        unschedulable_since=T0))
+    assert is_urgent(job("a"), job("a", finished="Failed", reason="DeadlineExceeded"))
+    assert is_urgent(job("a", suspended=True), job("a"))  # Kueue admitted it
+    assert is_urgent(job("a"), job("a", deleting=True))
+    assert is_urgent(running, None) and is_urgent(job("a"), None)
+    # Seen first when it has already ended (a list after a restart): at once.
+    assert is_urgent(None, pod("a", phase="Succeeded"))
+    assert is_urgent(None, job("a", finished="Failed", reason="BackoffLimitExceeded"))

@@ -12,7 +12,7 @@ from kopf._cogs.structs.references import Resource
 
 from kubedag.core.observe import LABEL_RUN_UID, PodSummary, summarize_pod
 from kubedag.shell import handlers
-from kubedag.shell.childwatch import ChildIndex
+from kubedag.shell.childwatch import ChildIndex, Wake
 
 
 def pod(name: str, phase: str, run: str = "run-uid", exit_code: int | None = None,
@@ -40,7 +40,9 @@ def test_an_event_wakes_the_run_only_when_the_summary_changes() -> None:
         ("MODIFIED", pod("p", "Succeeded", exit_code=0)),
         ("MODIFIED", pod("p", "Succeeded", exit_code=0)),  # e.g. the Job's finalizer removed
     )]
-    assert woken == [["run-uid"], ["run-uid"], [], ["run-uid"], []]
+    # Appearing and running wake the run soon; only the end of the attempt at once.
+    soon, at_once = Wake("run-uid", at_once=False), Wake("run-uid", at_once=True)
+    assert woken == [[soon], [soon], [], [at_once], []]
     assert [p.phase for p in index["run-uid"]] == ["Succeeded"]
     assert index.run_of("ns", "p") == "run-uid"
 
@@ -49,7 +51,8 @@ def test_a_deletion_always_wakes_the_run_and_forgets_the_object() -> None:
     index: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
     list(index.fold(event("ADDED", pod("p", "Succeeded", exit_code=0))))
     list(index.fold(event("ADDED", pod("q", "Running", run="other"))))
-    assert list(index.fold(event("DELETED", pod("p", "Succeeded", exit_code=0)))) == ["run-uid"]
+    assert list(index.fold(event("DELETED", pod("p", "Succeeded", exit_code=0)))) == [
+        Wake("run-uid", at_once=True)]
     assert "run-uid" not in index and index.get("run-uid", ()) == ()
     assert index.run_of("ns", "p") is None and list(index) == ["other"]
     assert list(index.fold(event("DELETED", pod("p", "Succeeded")))) == []  # already gone
@@ -58,11 +61,12 @@ def test_a_deletion_always_wakes_the_run_and_forgets_the_object() -> None:
 def test_a_list_after_a_lost_watch_drops_what_was_deleted_meanwhile() -> None:
     index: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
     for body in (pod("kept", "Running"), pod("gone", "Running", run="other")):
-        assert list(index.fold(event(None, body))) == [body["metadata"]["labels"][LABEL_RUN_UID]]
+        assert [w.run for w in index.fold(event(None, body))] == [
+            body["metadata"]["labels"][LABEL_RUN_UID]]
     assert list(index.fold(Bookmark.LISTED)) == []  # the first list drops nothing
     # 410 Gone, then kopf lists again: "gone" was deleted while no watch was open.
     assert list(index.fold(event(None, pod("kept", "Running")))) == []
-    assert list(index.fold(Bookmark.LISTED)) == ["other"]
+    assert list(index.fold(Bookmark.LISTED)) == [Wake("other", at_once=True)]
     assert set(index) == {"run-uid"} and index.run_of("ns", "gone") is None
 
 

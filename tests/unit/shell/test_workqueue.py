@@ -145,3 +145,39 @@ def test_a_timer_firing_while_processing_coalesces_too() -> None:
         return await drain(queue)
 
     assert run(scenario) == ["a"]
+
+
+def test_news_for_soon_join_the_next_pass_or_come_on_their_own() -> None:
+    async def scenario() -> None:
+        queue = WorkQueue()
+        queue.add_soon("a", 0.05)
+        queue.add_soon("a", 0.05)  # coalesces
+        assert len(queue) == 0
+        await asyncio.sleep(0.1)
+        assert await drain(queue) == ["a"]
+        # A pass that starts sooner takes the news along: no second pass for them.
+        queue.add_soon("b", 0.05)
+        queue.add("b")
+        assert await drain(queue) == ["b"]
+        await asyncio.sleep(0.1)
+        assert len(queue) == 0
+
+    run(scenario)
+
+
+def test_news_for_soon_during_a_pass_still_come() -> None:
+    """The pass in progress may have read its facts before the news: a later one must come."""
+    async def scenario() -> None:
+        queue = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        queue.add_soon("a", 0.02)
+        queue.done(key)
+        await asyncio.sleep(0.05)
+        assert await drain(queue) == ["a"]
+        queue.add_soon("a", 0.02)
+        queue.forget("a")
+        await asyncio.sleep(0.05)
+        assert len(queue) == 0
+
+    run(scenario)
