@@ -295,9 +295,11 @@ class PipelineRunStatus(ApiModel):
 
     @field_serializer("pipeline_spec")
     def _compact_snapshot(self, spec: PipelineSpec | None) -> dict[str, Any] | None:
-        """Without default values: half the size of a 1,000-stage run's status is otherwise
-        `critical: true`, `priority: 0` and the like, which parsing restores anyway."""
-        if spec is None:
-            return None
-        return spec.model_dump(mode="json", by_alias=True, exclude_none=True,
-                               exclude_defaults=True)
+        return None if spec is None else compact_snapshot(spec)
+
+
+def compact_snapshot(spec: PipelineSpec) -> dict[str, Any]:
+    """`status.pipelineSpec` as stored: without default values, since half the size of a
+    1,000-stage run's status is otherwise `critical: true`, `priority: 0` and the like, which
+    parsing restores anyway."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)

@@ -18,7 +18,6 @@ from kubedag.api import (
     PipelineRunStatus,
     PipelineSpec,
     StageCheckpoint,
-    to_k8s,
 )
 from kubedag.core.breaker import rejected_attempts
 from kubedag.core.cache import CacheIndex
@@ -48,6 +47,7 @@ from kubedag.shell.kube import Kube, RunRef
 from kubedag.shell.metrics import METRICS, Metrics, pipeline_of
 from kubedag.shell.settings import OperatorSettings
 from kubedag.shell.stagecache import StageCacheStore
+from kubedag.shell.statusdump import StatusDumps
 from kubedag.shell.statuswriter import StatusWriter
 
 log = logging.getLogger("kubedag.reconciler")
@@ -94,6 +94,7 @@ class Reconciler:
         # The status each run was last decided to have (written, or being written): the base of
         # its next pass, so a pass never waits for the previous one's write.
         self._decided: dict[str, PipelineRunStatus] = {}
+        self._dumps = StatusDumps()
         self.writer = StatusWriter(kube, self._written, self._write_failed)
         # Called with runs that waited for the stage budget when room frees up.
         self.wake: Callable[[RunKey], None] = lambda _key: None
@@ -123,6 +124,7 @@ class Reconciler:
         if _finished_for_good(body):
             # Pod and Job events keep coming after the end (TTL clean-up): nothing to decide.
             self._specs.pop(ref.uid, None)
+            self._dumps.forget(ref.uid)
             if not self.writer.pending(ref.uid):
                 self._decided.pop(ref.uid, None)
                 self.writer.forget(ref.uid)
@@ -148,7 +150,7 @@ class Reconciler:
         # Before any await: another run's pass must see this one's debits (a half-open
         # breaker's single probe).
         self.breakers.apply(key, plan, now)
-        desired = to_k8s(plan.status)
+        desired = self._dumps.dump(ref.uid, plan.status)
         self.pass_cost[key] = time.perf_counter() - computing
         await self._execute(ref, body, plan, now, desired)
         self._settle_budget(key, body, plan)
@@ -174,6 +176,7 @@ class Reconciler:
         """The run is gone: drop what was kept of it; its budget share goes to the runs
         waiting in line."""
         self._specs.pop(uid, None)
+        self._dumps.forget(uid)
         self._decided.pop(uid, None)
         self.writer.forget(uid)
         self.stage_cache.index.note_fills(key[0], key[1], frozenset())
@@ -259,14 +262,14 @@ class Reconciler:
             rejected = await self.kube.create_claim(plan.create_claim, dry_run=plan.dry_run)
             if rejected is not None:
                 record_claim_rejected(plan, rejected, now)
-                desired = to_k8s(plan.status)
+                desired = self._dumps.dump(ref.uid, plan.status)
         if plan.cache_entries:
             await self.stage_cache.store(plan.cache_entries, overwrite=plan.overwrite_cache)
         results = await self._create_jobs(ref, plan)
         if any(message is not None for message in results.values()) or (
                 plan.dry_run and plan.create_jobs):
             record_create_results(plan, results, now)
-            desired = to_k8s(plan.status)
+            desired = self._dumps.dump(ref.uid, plan.status)
             refused = [stage for stage, message in results.items() if message is not None]
             self.breakers.fold_results((ref.namespace, ref.name),
                                        rejected_attempts(plan.breaker_starts, refused, now), now)
