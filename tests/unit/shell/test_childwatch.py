@@ -70,6 +70,27 @@ def test_a_list_after_a_lost_watch_drops_what_was_deleted_meanwhile() -> None:
     assert set(index) == {"run-uid"} and index.run_of("ns", "gone") is None
 
 
+def test_an_empty_list_after_a_lost_watch_drops_everything_it_held() -> None:
+    index: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
+    list(index.fold(event(None, pod("p", "Running"))))
+    list(index.fold(Bookmark.LISTED))
+    assert list(index.fold(Bookmark.LISTED)) == [Wake("run-uid", at_once=True)]
+    assert len(index) == 0
+
+
+def test_a_namespaces_list_drops_only_that_namespaces_objects() -> None:
+    """With KUBEDAG_NAMESPACES, one index takes one watch per namespace."""
+    index: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
+    here, there = pod("here", "Running"), pod("there", "Running", run="other")
+    there["metadata"]["namespace"] = "elsewhere"
+    list(index.fold(event(None, here), "ns"))
+    list(index.fold(Bookmark.LISTED, "ns"))
+    list(index.fold(event(None, there), "elsewhere"))
+    list(index.fold(Bookmark.LISTED, "elsewhere"))
+    assert list(index.fold(Bookmark.LISTED, "ns")) == [Wake("run-uid", at_once=True)]
+    assert set(index) == {"other"}
+
+
 def test_objects_without_a_run_label_and_bookmarks_are_ignored() -> None:
     index: ChildIndex[PodSummary] = ChildIndex(summarize_pod)
     stray = pod("p", "Running")
