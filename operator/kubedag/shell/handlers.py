@@ -48,7 +48,6 @@ from kubedag.shell.workqueue import WorkQueue
 
 log = logging.getLogger("kubedag.operator")
 GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
-OURS = {LABEL_RUN_UID: kopf.PRESENT}
 # A run's next pass waits this many times its last pass's compute time: negligible for small
 # runs (milliseconds), a third of a core at most for a 1,000-stage one.
 PASS_PACING = 2.0
@@ -207,7 +206,7 @@ async def _worker(number: int) -> None:
 
 # --- indexes: kopf keeps them current and complete before handlers run ----------------------
 # Coroutines, though nothing in them awaits: kopf runs a plain function in a thread pool, and
-# that hop, for every event of every Job and pod, cost more than the function (py-spy).
+# that hop cost more than the function (py-spy, when Jobs and pods were indexed here too).
 
 @kopf.index("", "v1", "nodes")
 async def kubedag_nodes(body: kopf.Body, **_: Any) -> dict[str, NodeCapacity]:
@@ -404,13 +403,15 @@ async def _write_pipeline_status(namespace: str, name: str, body: dict[str, Any]
 
 
 def _wake_for_child(wake: Wake) -> None:
-    if wake.at_once:
-        _wake(wake.run)
-    elif (key := state.runs.keys_by_uid.get(wake.run)) is not None:
-        state.queue.add_soon(key, SOON_SECONDS)
+    _wake(wake.run, within=0.0 if wake.at_once else SOON_SECONDS)
 
 
-def _wake(run_uid: str) -> None:
+def _wake(run_uid: str, within: float = 0.0) -> None:
+    """Queue the run's next pass: at once, or ``within`` seconds unless one comes sooner."""
     key = state.runs.keys_by_uid.get(run_uid)
-    if key is not None:
+    if key is None:
+        return
+    if within:
+        state.queue.add_soon(key, within)
+    else:
         state.queue.add(key)
