@@ -308,8 +308,7 @@ def is_urgent(old: JobSummary | PodSummary | None, new: JobSummary | PodSummary 
 
 
 def _urgent_part(summary: JobSummary | PodSummary) -> tuple[object, ...]:
-    """What of a summary may end an attempt or keep it from starting (None or False: nothing).
-    """
+    """What of a summary may end an attempt or keep it from starting (None, False: nothing)."""
     if isinstance(summary, JobSummary):
         failed = summary.finished if summary.finished != "Complete" else None
         return (failed, summary.reason if failed else None, summary.deleting, summary.suspended)
