@@ -10,6 +10,7 @@ downstream changes in place (merge_patch and the status writer only read them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,7 +34,8 @@ class StatusDumps:
         last = self._pieces.get(uid, {})
         pieces: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
 
-        def piece(model: BaseModel, serialise: Any) -> dict[str, Any]:
+        def piece(model: BaseModel,
+                  serialise: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
             held = last.get(id(model))
             form = held[1] if held is not None and held[0] is model else serialise(model)
             pieces[id(model)] = (model, form)
