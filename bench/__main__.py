@@ -1,6 +1,6 @@
 """`python -m bench`: start a local control plane and the operator, run each scenario first as
-the floor (a bare Job-creating script) and then through kubedag, print a table and write
-bench/results/<timestamp>.json.
+the floor (a bare Job-creating script), then as the same script creating kubedag's own Jobs,
+then through kubedag, print a table and write bench/results/<timestamp>.json.
 
 Options: --only chain,fanout,lattice,concurrent,many (`many`, 1,000 runs of 10 stages, runs
 only when named); --runs N (concurrent runs, default 100);
@@ -28,9 +28,10 @@ from kubernetes.client.exceptions import ApiException
 
 from bench import dags as shapes
 from bench.dags import Dag
-from bench.floor import run_floor
+from bench.floor import FloorKind, run_floor
 from bench.kube import get_json, request_totals
 from bench.measure import Daemon, ProcessSampler, Profiler, Recorder, percentile
+from kubedag.api import PipelineSpec
 from kubedag.testbed import ControlPlane, start_control_plane
 from kubedag.testbed.images import ensure_images
 from kubedag.testbed.realnode import RealNode, start_real_node
@@ -128,13 +129,23 @@ class Bench:
             time.sleep(0.5)
         print(f"  (namespace {name} still terminating after {timeout} s)", flush=True)
 
-    def floor(self, scenario: Scenario) -> dict[str, Any]:
-        ns = self.namespace(f"bench-{scenario.name}-floor")
+    def pipeline_spec(self, scenario: Scenario) -> dict[str, Any]:
+        """The inline pipeline every run of ``scenario`` carries: one stage per DAG node."""
+        return {"stages": [{"name": s, **self.container, **({"dependsOn": d} if d else {})}
+                           for s, d in scenario.dag.items()],
+                "defaults": {"nodeSelector": self.placement["nodeSelector"],
+                             "tolerations": self.placement["tolerations"]}}
+
+    def floor(self, scenario: Scenario, kind: FloorKind = "jobs") -> dict[str, Any]:
+        """``kind`` "kubedag": the floor script creating kubedag's own Jobs (bench/floor.py)."""
+        ns = self.namespace(f"bench-{scenario.name}-floor" + ("-kubedag" if kind == "kubedag"
+                                                                else ""))
         recorder = Recorder(self.api, ns, runs=False)
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
         try:
             wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout,
-                             self.container)
+                             self.container, kind=kind,
+                             pipeline=PipelineSpec.model_validate(self.pipeline_spec(scenario)))
             time.sleep(0.3)
             latencies = recorder.latencies(dags)
             job_to_pod = recorder.job_to_pod()
@@ -149,11 +160,7 @@ class Bench:
         ns = self.namespace(f"bench-{scenario.name}")
         recorder = Recorder(self.api, ns, runs=True)
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
-        spec = {"pipelineSpec": {
-            "stages": [{"name": s, **self.container, **({"dependsOn": d} if d else {})}
-                       for s, d in scenario.dag.items()],
-            "defaults": {"nodeSelector": self.placement["nodeSelector"],
-                         "tolerations": self.placement["tolerations"]}}}
+        spec = {"pipelineSpec": self.pipeline_spec(scenario)}
         profiler = None
         if self.args.profile:
             py_spy = Path(sys.executable).parent / "py-spy"
@@ -248,19 +255,28 @@ def _fmt(value: Any, unit: str = "") -> str:
     return "—" if value is None else f"{value}{unit}"
 
 
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 2) if numerator and denominator else None
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("| scenario | stages | floor wall | kubedag wall | ratio | dep→Job p50 / p99 "
-            "(floor p50 / p99) | API requests (writes/stage) | operator CPU | peak RSS "
-            "| status |")
-    lines = [head, "|" + "---|" * 10]
+    """One row per scenario. "floor": the bare Job floor the targets are ratios to; "kubedag's
+    Jobs": the same script creating the Jobs kubedag creates, so that the ratio to it is what
+    the operator itself adds."""
+    head = ("| scenario | stages | floor wall | floor, kubedag's Jobs | kubedag wall | ratio "
+            "(to kubedag's Jobs) | dep→Job p50 / p99 (floor p50 / p99) "
+            "| API requests (writes/stage) | operator CPU | peak RSS | status |")
+    lines = [head, "|" + "---|" * 11]
     for r in results:
         k, f = r["kubedag"], r.get("floor") or {}
-        ratio = (round(k["wall_seconds"] / f["wall_seconds"], 2)
-                 if f.get("wall_seconds") and k.get("wall_seconds") else None)
-        r["ratio"] = ratio
+        own = r.get("floor_kubedag_jobs") or {}
+        r["ratio"] = _ratio(k.get("wall_seconds"), f.get("wall_seconds"))
+        r["ratio_to_kubedag_jobs"] = _ratio(k.get("wall_seconds"), own.get("wall_seconds"))
         lines.append(
             f"| {r['name']} | {r['stages']} | {_fmt(f.get('wall_seconds'), ' s')} "
-            f"| {_fmt(k['wall_seconds'], ' s')} | {_fmt(ratio, 'x')} "
+            f"| {_fmt(own.get('wall_seconds'), ' s')} "
+            f"| {_fmt(k['wall_seconds'], ' s')} | {_fmt(r['ratio'], 'x')} "
+            f"({_fmt(r['ratio_to_kubedag_jobs'], 'x')}) "
             f"| {_fmt(k['latency_p50'], ' s')} / {_fmt(k['latency_p99'], ' s')} "
             f"({_fmt(f.get('latency_p50'))} / {_fmt(f.get('latency_p99'))}) "
             f"| {k['requests_total']} ({k['operator_writes']['per_stage']}) "
@@ -304,6 +320,8 @@ def _measure(bench: Bench, scenario: Scenario, *, floor: bool) -> dict[str, Any]
     if floor:
         entry["floor"] = bench.floor(scenario)
         print(f"  floor   {json.dumps(entry['floor'])}", flush=True)
+        entry["floor_kubedag_jobs"] = bench.floor(scenario, "kubedag")
+        print(f"  floor (kubedag's Jobs) {json.dumps(entry['floor_kubedag_jobs'])}", flush=True)
     entry["kubedag"] = bench.kubedag(scenario)
     print(f"  kubedag {json.dumps(entry['kubedag'])}", flush=True)
     if bench.operator.process.poll() is not None:

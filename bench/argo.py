@@ -45,7 +45,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bench.__main__ import RESULTS, Bench, Operator, Scenario, _install_crds, scenarios
 from bench.dags import Dag
-from bench.floor import POD_OWNER_KIND, run_floor
+from bench.floor import POD_OWNER_KIND, FloorKind, run_floor
 from bench.kube import Watch, get_json, request_totals
 from bench.measure import Daemon, ProcessSampler
 from kubedag.testbed import ControlPlane, start_control_plane
@@ -289,16 +289,15 @@ class SideBySide:
         self.custom = k8s.CustomObjectsApi(self.api)
         self.own_process = psutil.Process()
 
-    def floor(self, scenario: Scenario, *, pods_directly: bool) -> dict[str, Any]:
-        kind = "pods" if pods_directly else "jobs"
+    def floor(self, scenario: Scenario, *, kind: FloorKind) -> dict[str, Any]:
         ns = self.bench.namespace(f"bench-{scenario.name}-floor-{kind}")
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
         before, cpu = request_totals(self.api), self._own_cpu()
         try:
             wall = run_floor(self.api, ns, dags, self.bench.placement, self.cap,
-                             self.bench.container, pods_directly=pods_directly)
+                             self.bench.container, kind=kind)
             result: dict[str, Any] = {"complete": True, "wall_seconds": round(wall, 2)}
-        except RuntimeError as error:  # run_floor's "not done after the cap"
+        except RuntimeError as error:  # run_floor: not done within the cap, or a create refused
             result = {"complete": False, "wall_seconds": None, "message": str(error)}
         result.update(cpu_seconds=round(self._own_cpu() - cpu, 2), peak_rss_mib=None,
                       status_bytes=None,
@@ -393,8 +392,8 @@ def measure(side: SideBySide, scenario: Scenario, args: argparse.Namespace) -> d
     systems: dict[str, dict[str, Any]] = {}
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if not args.skip_floors:
-        plan += [("job_floor", lambda: side.floor(scenario, pods_directly=False)),
-                 ("pods_floor", lambda: side.floor(scenario, pods_directly=True))]
+        plan += [("job_floor", lambda: side.floor(scenario, kind="jobs")),
+                 ("pods_floor", lambda: side.floor(scenario, kind="pods"))]
     plan.append(("kubedag", lambda: side.kubedag(scenario)))
     plan.append(("argo_tuned", lambda: side.argo_run(scenario, ARGO_TUNED)))
     if not args.skip_default:

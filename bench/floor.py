@@ -3,28 +3,43 @@
 One pod watch, 16 creator threads, no status, no checkpoints: what any operator on this
 control plane must at least pay.
 
-The pods-directly floor (``pods_directly=True``, `make bench-argo`) creates each stage's Pod
+The pods-directly floor (``kind="pods"``, `make bench-argo`) creates each stage's Pod
 itself, with no Job: what a design without Jobs (Argo Workflows') could at best reach here, the
 Job controller's share taken out. Its pods are owned by one ConfigMap per run, standing in for
 the run object such a design would own its pods by (Argo: the Workflow); kwok finishes only pods
 whose owner is of a kind it was told about, so the bench starts it with ``ConfigMap`` among them
-(``POD_OWNER_KIND``)."""
+(``POD_OWNER_KIND``).
+
+The kubedag-Jobs floor (``kind="kubedag"``) creates the very Jobs kubedag's operator would
+(``kubedag.core.jobspec.build_job``: its labels, environment, security context, volumes and
+TTL), owned by one ConfigMap per run as above: the floor of a design that creates kubedag's Jobs,
+so that what kubedag's pods cost the API server, the Job controller and kwok is told apart from
+what its operator costs."""
 
 from __future__ import annotations
 
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from kubernetes import client as k8s
 
 from bench.dags import Dag, dependents
 from bench.kube import Watch
 from bench.measure import LABEL_RUN, LABEL_STAGE, Key
+from kubedag.api import PipelineSpec
+from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
+from kubedag.core.observe import LABEL_RUN_UID
 
 CREATORS = 16
 POD_OWNER_KIND = "ConfigMap"
+# What the floor creates per stage: a bare Job, the Job kubedag's operator would create, or a
+# bare Pod (no Job).
+FloorKind = Literal["jobs", "kubedag", "pods"]
+# The kubedag-Jobs floor's stand-in for kubedag's run-uid label: as many bytes, but outside the
+# selector of the operator's Job and pod watches, which would otherwise index them.
+FLOOR_RUN_UID_LABEL = LABEL_RUN_UID.replace("/run-uid", "/flr-uid")
 
 
 def _labels(run: str, stage: str) -> dict[str, str]:
@@ -61,20 +76,40 @@ def pod_manifest(run: str, stage: str, owner: dict[str, str], placement: dict[st
     }
 
 
+def kubedag_job_manifest(run: str, stage: str, owner: dict[str, str], namespace: str,
+                         pipeline: PipelineSpec) -> dict[str, Any]:
+    """The Job kubedag's operator creates for the first attempt of ``stage`` (no upstream
+    outputs, as in the bench), owned by the run's ConfigMap instead of a PipelineRun and
+    labelled so that the floor's pod watch sees it and the operator's does not."""
+    by_name = {s.name: s for s in pipeline.stages}
+    job = build_job(run=RunIdentity(run, namespace, owner["uid"], run), pipeline=pipeline,
+                    stage=by_name[stage], attempt=1, params={},
+                    outputs=dict.fromkeys(by_name[stage].depends_on or []), settings=JobSettings())
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        labels = meta["labels"] = dict(meta["labels"])  # the Job and its template share one
+        labels[FLOOR_RUN_UID_LABEL] = labels.pop(LABEL_RUN_UID)
+        labels["bench"] = "floor"
+    job["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": POD_OWNER_KIND, **owner,
+                                           "controller": True, "blockOwnerDeletion": True}]
+    return job
+
+
 class _Creator:
-    """Creates a stage's Job, or with ``pods_directly`` its Pod, owned by its run's ConfigMap
-    (``run_object`` creates that first); failures are collected, not raised (pool threads)."""
+    """Creates a stage's Job or Pod (see FloorKind), owned by its run's ConfigMap where the
+    kind needs one (``run_object`` creates that first); failures are collected, not raised
+    (pool threads)."""
 
     def __init__(self, api: k8s.ApiClient, namespace: str, placement: dict[str, Any],
-                 container: dict[str, Any] | None, pods_directly: bool) -> None:
+                 container: dict[str, Any] | None, kind: FloorKind,
+                 pipeline: PipelineSpec | None) -> None:
         self.batch, self.core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
         self.namespace, self.placement, self.container = namespace, placement, container
-        self.pods_directly = pods_directly
+        self.kind, self.pipeline = kind, pipeline
         self.owners: dict[str, dict[str, str]] = {}
         self.errors: list[str] = []
 
     def run_object(self, run: str) -> None:
-        if not self.pods_directly:
+        if self.kind == "jobs":
             return
         created = self.core.create_namespaced_config_map(self.namespace, k8s.V1ConfigMap(
             metadata=k8s.V1ObjectMeta(name=run, labels={LABEL_RUN: run})))
@@ -83,26 +118,33 @@ class _Creator:
 
     def stage(self, key: Key) -> None:
         try:
-            if self.pods_directly:
+            if self.kind == "pods":
                 pod = pod_manifest(*key, self.owners[key[0]], self.placement, self.container)
                 self.core.create_namespaced_pod(self.namespace, cast(k8s.V1Pod, pod),
                                                 _preload_content=False)
             else:
-                job = job_manifest(*key, self.placement, self.container)
+                job = (kubedag_job_manifest(*key, self.owners[key[0]], self.namespace,
+                                            self.pipeline)
+                       if self.kind == "kubedag" and self.pipeline is not None else
+                       job_manifest(*key, self.placement, self.container))
                 self.batch.create_namespaced_job(self.namespace, cast(k8s.V1Job, job),
                                                  _preload_content=False)
-        except Exception as error:
-            self.errors.append(repr(error))
+        except Exception as error:  # an ApiException's repr leaves out the API server's reason
+            self.errors.append(str(getattr(error, "body", None) or repr(error)))
 
 
 def run_floor(api: k8s.ApiClient, namespace: str, dags: dict[str, Dag],
               placement: dict[str, Any], timeout: float = 900,
-              container: dict[str, Any] | None = None, *, pods_directly: bool = False) -> float:
+              container: dict[str, Any] | None = None, *, kind: FloorKind = "jobs",
+              pipeline: PipelineSpec | None = None) -> float:
     """Runs every DAG at once; returns the wall time until the last pod Succeeded.
 
-    ``pods_directly``: create each stage's Pod rather than a Job (and first one owner ConfigMap
-    per run, counted in the wall time like any run object's creation)."""
-    creator = _Creator(api, namespace, placement, container, pods_directly)
+    ``kind``: what is created per stage (FloorKind); "pods" and "kubedag" first create one
+    owner ConfigMap per run, counted in the wall time like any run object's creation.
+    ``pipeline``: for "kubedag", the spec kubedag runs (its stages are the DAG's)."""
+    if kind == "kubedag" and pipeline is None:
+        raise ValueError("the kubedag-Jobs floor needs the pipeline spec")
+    creator = _Creator(api, namespace, placement, container, kind, pipeline)
     remaining: dict[Key, int] = {}
     after: dict[Key, list[Key]] = {}
     for run, dag in dags.items():
@@ -140,10 +182,14 @@ def run_floor(api: k8s.ApiClient, namespace: str, dags: dict[str, Dag],
     for key, count in remaining.items():
         if count == 0:
             pool.submit(creator.stage, key)
-    ok = finished.wait(timeout)
+    deadline = start + timeout
+    while not finished.wait(0.5) and not creator.errors and time.monotonic() < deadline:
+        pass  # a refused create ends the floor at once: its stage's dependants would never start
+    ok = finished.is_set()
     watch.stop()
     pool.shutdown(wait=False, cancel_futures=True)
     if not ok:
-        raise RuntimeError(f"floor: {len(done)}/{total} done after {timeout} s; "
+        raise RuntimeError(f"floor: {len(done)}/{total} done after "
+                           f"{time.monotonic() - start:.0f} s; "
                            f"errors: {creator.errors[:3]}")
     return end[0] - start
