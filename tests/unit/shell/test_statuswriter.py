@@ -33,18 +33,20 @@ class SlowServer:
         return {"metadata": {"name": run.name}, "status": dict(self.status)}
 
 
-def _run(server: SlowServer, steps: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+def _run(server: SlowServer, steps: list[dict[str, Any]], *, min_spacing: float = 0.0,
+         pause: float = 0.005) -> tuple[list[str], list[str]]:
+    """Submits ``steps``, pausing ``pause`` seconds after the first and between the others."""
     written: list[str] = []
     failed: list[str] = []
 
     async def main() -> None:
         writer = StatusWriter(server,  # type: ignore[arg-type]
                               lambda ref, old, new, patch, updated: written.append(new["phase"]),
-                              lambda ref: failed.append(ref.name))
+                              lambda ref: failed.append(ref.name), min_spacing=min_spacing)
         for number, status in enumerate(steps):
             writer.submit(RUN, {}, status)
-            if number == 0:
-                await asyncio.sleep(0.005)  # the first write is now in flight
+            if number == 0 or pause > 0.005:
+                await asyncio.sleep(pause)  # the first write is now in flight
         await writer.flush()
 
     asyncio.run(main())
@@ -60,11 +62,21 @@ def test_a_burst_of_decisions_becomes_two_writes_ending_with_the_last() -> None:
     assert server.status == {"phase": "Done"}
 
 
+def test_cheap_writes_of_one_run_are_spaced_so_that_a_burst_folds_into_one() -> None:
+    server = SlowServer()
+    # Each write takes 20 ms; decisions come every 60 ms. Without a minimum spacing each one
+    # is written; with 0.3 s the three after the first fold into one write of the latest.
+    steps = [{"phase": p} for p in ("Pending", "Running", "Running2", "Done")]
+    assert _run(server, steps, pause=0.06)[0] == ["Pending", "Running", "Running2", "Done"]
+    assert _run(SlowServer(), steps, pause=0.06, min_spacing=0.3)[0] == ["Pending", "Done"]
+
+
 def test_patches_are_minimal_against_what_was_written() -> None:
     server = SlowServer()
 
     async def main() -> None:
-        writer = StatusWriter(server, lambda *a: None, lambda ref: None)  # type: ignore[arg-type]
+        writer = StatusWriter(server, lambda *a: None, lambda ref: None,  # type: ignore[arg-type]
+                              min_spacing=0.0)
         writer.submit(RUN, {}, {"phase": "Running", "stages": {"a": {"phase": "Running"}}})
         await writer.flush()
         writer.submit(RUN, {}, {"phase": "Running", "stages": {"a": {"phase": "Succeeded"}}})
