@@ -45,7 +45,15 @@ def test_basic_manifest() -> None:
     assert meta["labels"]["kubedag.io/run"] == "run"
     assert meta["labels"]["kubedag.io/pipeline"] == "pipe"
     assert meta["labels"]["kubedag.io/run-uid"] == "uid-1234"
-    assert spec["template"]["metadata"]["labels"] == meta["labels"]
+    # The pod template leaves out the labels that repeat others (instance = run, part-of =
+    # pipeline) or name the Job's role: a smaller pod on every pod write.
+    assert meta["labels"]["app.kubernetes.io/instance"] == "run"
+    assert spec["template"]["metadata"]["labels"] == {
+        k: v for k, v in meta["labels"].items()
+        if k not in {"app.kubernetes.io/instance", "app.kubernetes.io/part-of",
+                     "app.kubernetes.io/component"}}
+    assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+        "kubedag-operator")
     [owner] = meta["ownerReferences"]
     assert owner == {"apiVersion": "kubedag.io/v1alpha1", "kind": "PipelineRun", "name": "run",
                      "uid": "uid-1234", "controller": True, "blockOwnerDeletion": True}

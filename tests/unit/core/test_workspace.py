@@ -148,14 +148,17 @@ def test_stage_pods_pass_the_restricted_pod_security_standard(claim: str | None)
     manifest = build_job(run=IDENTITY, pipeline=spec, stage=spec.stages[0], attempt=1,
                          params={}, outputs={}, settings=JobSettings(), workspace_claim=claim)
     pod = pod_spec(manifest)
+    # runAsNonRoot at the pod level covers every container; fsGroupChangePolicy matters only
+    # on a claim (an emptyDir starts empty).
     assert pod["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-        "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+        "seccompProfile": {"type": "RuntimeDefault"},
+        **({"fsGroupChangePolicy": "OnRootMismatch"} if claim else {})}
     assert pod["terminationGracePeriodSeconds"] == 30
     [container] = pod["containers"]
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True, "runAsNonRoot": True}
+        "readOnlyRootFilesystem": True}
     # restricted: only these volume types; no hostPath, no host namespaces.
     for volume in pod["volumes"]:
         assert set(volume) - {"name"} <= {"emptyDir", "persistentVolumeClaim"}
