@@ -130,6 +130,8 @@ class _Creator:
                 self.batch.create_namespaced_job(self.namespace, cast(k8s.V1Job, job),
                                                  _preload_content=False)
         except Exception as error:  # an ApiException's repr leaves out the API server's reason
+            if getattr(error, "status", None) == 409:
+                return  # AlreadyExists: the client's retry of a create that had gone through
             self.errors.append(str(getattr(error, "body", None) or repr(error)))
 
 
