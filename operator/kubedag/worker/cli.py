@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from kubedag.worker.progress import DEFAULT_INTERVAL
-from kubedag.worker.runner import Settings, run
-from kubedag.worker.termination import termination_path
-
 
 def _parser() -> argparse.ArgumentParser:
+    from kubedag.worker.progress import DEFAULT_INTERVAL  # noqa: PLC0415 - see main
+
     parser = argparse.ArgumentParser(
         prog="kubedag-worker", description="Run one kubedag stage attempt."
     )
@@ -48,7 +47,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, run, and return the exit code (console scripts pass it to sys.exit)."""
+    """Parse, run, and return the exit code (console scripts pass it to sys.exit).
+
+    SIGTERM is blocked first, and the runner unblocks it once its handler is in place: the
+    worker is PID 1 in its container, and the kernel drops a signal PID 1 has no handler for,
+    so a cancel in the first fraction of a second (imports, parsing) would otherwise be lost
+    and the pod killed only at the end of its grace period. A blocked signal stays pending.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    from kubedag.worker.runner import Settings, run  # noqa: PLC0415 - after the block
+    from kubedag.worker.termination import termination_path  # noqa: PLC0415
+
     args_list = list(sys.argv[1:] if argv is None else argv)
     # Split at the first "--" ourselves: argparse would otherwise eat options meant for the command.
     command: list[str] = []

@@ -125,6 +125,9 @@ def run(settings: Settings, sink: Sink | None = None) -> int:
     outputs: object = None
     failure: tuple[int, str] | None = None
     try:
+        # The entry point blocks SIGTERM until now (cli.main): one that came meanwhile lands
+        # here, inside the try, so the attempt still ends with a verdict.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         reporter = ProgressReporter(sink or sink_from_env(settings.env), settings.progress_interval)
         if settings.command:
             _run_command(settings)

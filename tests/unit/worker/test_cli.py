@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -238,3 +239,30 @@ def test_missing_cluster_credentials_only_lose_progress(tmp_path: Path) -> None:
     )
     assert result.code == contract.EXIT_OK, result.stderr
     assert "progress is only logged" in result.stderr
+
+
+EARLY_SIGTERM = """
+import os, signal, sys
+import kubedag.worker.runner as runner
+from kubedag.worker import cli
+original = runner.run
+def run(settings):
+    os.kill(os.getpid(), signal.SIGTERM)  # after main started, before run's handler is in place
+    return original(settings)
+runner.run = run
+sys.exit(cli.main(["run", "--", "sleep", "30"]))
+"""
+
+
+def test_a_sigterm_before_the_handler_is_in_place_still_ends_the_attempt(tmp_path: Path) -> None:
+    # In its container the worker is PID 1: a SIGTERM with no handler is dropped there, and
+    # the pod would be killed only at the end of its grace period. Outside a container the
+    # same signal would kill the process with no verdict. Either way it must wait, pending,
+    # for the runner's handler.
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", EARLY_SIGTERM], env=pod_env(tmp_path),
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == contract.EXIT_RETRYABLE, done.stderr
+    assert time.monotonic() - started < 20  # not the 30 s sleep
+    message = json.loads((tmp_path / "termination-log").read_text())
+    assert message["error"] == "received SIGTERM"
