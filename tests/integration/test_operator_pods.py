@@ -36,6 +36,9 @@ def test_a_volume_claim_template_gives_the_run_an_owned_claim_mounted_by_every_p
         "pipelineSpec": pipeline(cluster, [stage("fan", fanOut={"items": [1, 2]})])})
     job = wait_for(lambda: jobs_by_stage(cluster, namespace).get("fan"), what="the fan Job")[0]
     claim = cluster.core.read_namespaced_persistent_volume_claim("shared-workspace", namespace)
+    # The status is written after the Jobs are created, at most a second later.
+    wait_for(lambda: (get_run(cluster, namespace, "shared").get("status") or {}).get("workspace"),
+             timeout=10, what="the workspace in the status")
     run = get_run(cluster, namespace, "shared")
     [owner] = claim.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid, owner.controller) == (
