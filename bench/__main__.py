@@ -145,7 +145,8 @@ class Bench:
         try:
             wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout,
                              self.container, kind=kind,
-                             pipeline=PipelineSpec.model_validate(self.pipeline_spec(scenario)))
+                             pipeline=(PipelineSpec.model_validate(self.pipeline_spec(scenario))
+                                       if kind == "kubedag" else None))
             time.sleep(0.3)
             latencies = recorder.latencies(dags)
             job_to_pod = recorder.job_to_pod()

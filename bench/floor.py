@@ -28,7 +28,7 @@ from kubernetes import client as k8s
 from bench.dags import Dag, dependents
 from bench.kube import Watch
 from bench.measure import LABEL_RUN, LABEL_STAGE, Key
-from kubedag.api import PipelineSpec
+from kubedag.api import PipelineSpec, Stage
 from kubedag.core.jobspec import JobSettings, RunIdentity, build_job
 from kubedag.core.observe import LABEL_RUN_UID
 
@@ -76,15 +76,14 @@ def pod_manifest(run: str, stage: str, owner: dict[str, str], placement: dict[st
     }
 
 
-def kubedag_job_manifest(run: str, stage: str, owner: dict[str, str], namespace: str,
+def kubedag_job_manifest(run: str, stage: Stage, owner: dict[str, str], namespace: str,
                          pipeline: PipelineSpec) -> dict[str, Any]:
     """The Job kubedag's operator creates for the first attempt of ``stage`` (no upstream
     outputs, as in the bench), owned by the run's ConfigMap instead of a PipelineRun and
     labelled so that the floor's pod watch sees it and the operator's does not."""
-    by_name = {s.name: s for s in pipeline.stages}
     job = build_job(run=RunIdentity(run, namespace, owner["uid"], run), pipeline=pipeline,
-                    stage=by_name[stage], attempt=1, params={},
-                    outputs=dict.fromkeys(by_name[stage].depends_on or []), settings=JobSettings())
+                    stage=stage, attempt=1, params={},
+                    outputs=dict.fromkeys(stage.depends_on or []), settings=JobSettings())
     for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
         labels = meta["labels"] = dict(meta["labels"])  # the Job and its template share one
         labels[FLOOR_RUN_UID_LABEL] = labels.pop(LABEL_RUN_UID)
@@ -105,6 +104,8 @@ class _Creator:
         self.batch, self.core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
         self.namespace, self.placement, self.container = namespace, placement, container
         self.kind, self.pipeline = kind, pipeline
+        # Looked up per create, in the timed part: indexed once here.
+        self.stages = {s.name: s for s in pipeline.stages} if pipeline is not None else {}
         self.owners: dict[str, dict[str, str]] = {}
         self.errors: list[str] = []
 
@@ -123,10 +124,11 @@ class _Creator:
                 self.core.create_namespaced_pod(self.namespace, cast(k8s.V1Pod, pod),
                                                 _preload_content=False)
             else:
-                job = (kubedag_job_manifest(*key, self.owners[key[0]], self.namespace,
-                                            self.pipeline)
+                run, stage = key
+                job = (kubedag_job_manifest(run, self.stages[stage], self.owners[run],
+                                            self.namespace, self.pipeline)
                        if self.kind == "kubedag" and self.pipeline is not None else
-                       job_manifest(*key, self.placement, self.container))
+                       job_manifest(run, stage, self.placement, self.container))
                 self.batch.create_namespaced_job(self.namespace, cast(k8s.V1Job, job),
                                                  _preload_content=False)
         except Exception as error:  # an ApiException's repr leaves out the API server's reason

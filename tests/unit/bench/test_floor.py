@@ -16,7 +16,7 @@ PIPELINE = PipelineSpec.model_validate({
 
 def test_the_floor_job_is_kubedags_job_but_for_its_owner_and_the_run_uid_label() -> None:
     owner = {"name": "r1", "uid": "u-1"}
-    floor = kubedag_job_manifest("r1", "b", owner, "ns", PIPELINE)
+    floor = kubedag_job_manifest("r1", PIPELINE.stages[1], owner, "ns", PIPELINE)
     operator = build_job(run=RunIdentity("r1", "ns", "u-1", "r1"), pipeline=PIPELINE,
                          stage=PIPELINE.stages[1], attempt=1, params={}, outputs={"a": None},
                          settings=JobSettings())
