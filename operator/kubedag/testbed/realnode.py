@@ -185,7 +185,8 @@ def start_real_node(
     timeout_seconds: float = 90.0,
     tie_to_parent: bool = True,
 ) -> RealNode:
-    """Start containerd and a kubelet on this host as a node of ``plane``; return once Ready.
+    """Start containerd and a kubelet on this host as a node of ``plane``; return once it takes
+    pods: Ready, and without the node lifecycle controller's not-ready taint.
 
     ``images``: docker-archive tarballs to import (the pause image must be among them, or
     already imported). Raises RealNodeUnavailableError when the host cannot do it.
@@ -231,8 +232,9 @@ def start_real_node(
         node.save(stale)
         with plane.api_client() as api:
             core = k8s.CoreV1Api(api)
-            wait_until(lambda: _node_ready(core, name), timeout_seconds, f"node {name} Ready",
-                  node.log_dir / "kubelet.log")
+            wait_until(lambda: _node_ready(core, name), timeout_seconds,
+                       f"node {name} Ready and untainted by the node lifecycle controller",
+                       node.log_dir / "kubelet.log")
     except BaseException:
         node.stop()
         raise
@@ -574,11 +576,20 @@ def _archive_refs(archive: Path) -> set[str]:
             for entry in manifest for tag in entry.get("RepoTags") or []}
 
 
+# Taints the node lifecycle controller puts on a node that is not (yet) Ready. It takes them off
+# on its next pass after the kubelet reports Ready (every 5 s), so a node can be Ready and still
+# carry `not-ready:NoExecute` for a few seconds: pods placed then are refused or evicted.
+LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+
+
 def _node_ready(core: k8s.CoreV1Api, name: str) -> bool:
+    """Whether the node is Ready and the node lifecycle controller has seen it so."""
     try:
         node = core.read_node(name)
     except ApiException:
         return False
     status: Any = node.status
     conditions = {c.type: c.status for c in (status.conditions or [])}
-    return conditions.get("Ready") == "True"
+    spec: Any = node.spec
+    taints = {taint.key for taint in spec.taints or []}
+    return conditions.get("Ready") == "True" and not taints & LIFECYCLE_TAINTS
