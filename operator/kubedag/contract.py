@@ -10,8 +10,9 @@ API_GROUP: Final = "kubedag.io"
 API_VERSION: Final = "v1alpha1"
 
 # --- Environment the operator gives a stage's container -------------------------------------
+# Both from the downward API, only in pods with a ServiceAccount: the worker patches its own pod.
 ENV_NAMESPACE: Final = "KUBEDAG_NAMESPACE"
-ENV_POD_NAME: Final = "KUBEDAG_POD_NAME"  # from the downward API; the worker patches its own pod
+ENV_POD_NAME: Final = "KUBEDAG_POD_NAME"
 ENV_RUN: Final = "KUBEDAG_RUN"
 ENV_STAGE: Final = "KUBEDAG_STAGE"
 ENV_ATTEMPT: Final = "KUBEDAG_ATTEMPT"

@@ -70,7 +70,6 @@ def test_basic_manifest() -> None:
     assert variables["KUBEDAG_STAGE"] == "a"
     assert variables["KUBEDAG_ATTEMPT"] == "3"
     assert variables["KUBEDAG_WORKSPACE"] == "/ws"
-    assert variables["KUBEDAG_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert json.loads(variables["KUBEDAG_PARAMS"]) == {}
     assert json.loads(variables["KUBEDAG_INPUTS"]) == {}
 
@@ -145,6 +144,20 @@ def test_defaults_merge_with_stage_settings() -> None:
     assert template["metadata"]["annotations"] == {"x": "1", "y": "stage"}
     assert pod_spec["serviceAccountName"] == "runner"
     assert pod_spec["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_only_a_pod_with_a_named_service_account_gets_credentials_and_its_identity() -> None:
+    """The worker patches its own pod's progress with the named account's token, so it is told
+    its pod's name and namespace; without an account there is no token and nothing to patch."""
+    bare = build([stage("a")])
+    assert bare["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in bare["spec"]["template"]["spec"]
+    assert not {"KUBEDAG_NAMESPACE", "KUBEDAG_POD_NAME"} & set(env(bare))
+    named = build([stage("a")], defaults={"serviceAccountName": "runner"})
+    assert "automountServiceAccountToken" not in named["spec"]["template"]["spec"]
+    variables = env(named)
+    assert variables["KUBEDAG_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert variables["KUBEDAG_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_our_labels_win_over_default_labels() -> None:

@@ -15,8 +15,9 @@ WORKSPACE = Path("/home/me/ws")
 RUN = RunIdentity(name="r", namespace="team", uid="u", pipeline="p")
 
 
-def _command(stage: dict[str, Any], host: dict[str, str] | None = None) -> Any:
-    pipeline = PipelineSpec.model_validate({"stages": [stage]})
+def _command(stage: dict[str, Any], host: dict[str, str] | None = None,
+             defaults: dict[str, Any] | None = None) -> Any:
+    pipeline = PipelineSpec.model_validate({"stages": [stage], "defaults": defaults})
     job = build_job(run=RUN, pipeline=pipeline, stage=pipeline.stages[0], attempt=1, params={},
                     outputs={}, settings=JobSettings(workspace_path=str(WORKSPACE)))
     return local_command(job, namespace="team", workspace=WORKSPACE,
@@ -29,9 +30,15 @@ def test_a_processor_stage_runs_the_given_worker_command_with_the_jobs_arguments
     assert command.env["KUBEDAG_PROCESSOR"] == "m:f"
     assert command.env["KUBEDAG_ARGS"] == '["--x", "1"]'  # the processor's context.args
     assert command.env["KUBEDAG_WORKSPACE"] == str(WORKSPACE)
+    assert "KUBEDAG_NAMESPACE" not in command.env  # as in its pod: no account, no identity
+    assert command.cannot_start is None
+
+
+def test_a_stage_with_an_account_knows_its_namespace_but_has_no_pod_to_patch() -> None:
+    command = _command({"name": "s", "processor": "m:f"},
+                       defaults={"serviceAccountName": "worker"})
     assert command.env["KUBEDAG_NAMESPACE"] == "team"
     assert "KUBEDAG_POD_NAME" not in command.env  # progress is logged, no pod is patched
-    assert command.cannot_start is None
 
 
 def test_only_the_container_workspace_path_is_rewritten_in_a_command() -> None:
