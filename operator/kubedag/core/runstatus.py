@@ -20,10 +20,23 @@ from kubedag.api import (
 )
 from kubedag.core import reasons
 from kubedag.core.fallback import effective_phase, recovered_stages
+from kubedag.core.memo import WeakMemo
 from kubedag.core.plan import Event
 from kubedag.core.stageorder import all_in_order
 
 _ETA_MIN_FINISHED = 1
+
+
+def _eta_walk(pipeline: PipelineSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each stage with what it waits for, in the order the ETA walks them: main stages first
+    in DAG order, then finally stages, which wait for the whole main DAG too."""
+    main_names = tuple(s.name for s in pipeline.stages)
+    finals = {s.name for s in pipeline.finally_ or []}
+    return tuple((stage.name, tuple(stage.depends_on or ()) + (
+        main_names if stage.name in finals else ())) for stage in all_in_order(pipeline))
+
+
+_eta_walks = WeakMemo(_eta_walk)
 
 
 def _set(status: PipelineRunStatus, type_: str, value: ConditionStatus, reason: str,
@@ -135,6 +148,8 @@ def _degraded(status: PipelineRunStatus, pipeline: PipelineSpec | None, generati
     if pipeline is None:
         return
     stages = status.stages or {}
+    if not any(cp.phase == StagePhase.FAILED for cp in stages.values()):
+        return  # both kinds below failed (on nearly every pass, nothing has)
     failed = [s.name for s in pipeline.all_stages() if not s.critical and effective_phase(
         stages.get(s.name, StageCheckpoint())) == StagePhase.FAILED]
     recovered = recovered_stages(pipeline.all_stages(), stages)
@@ -160,20 +175,21 @@ def _eta(pipeline: PipelineSpec, stages: dict[str, StageCheckpoint],
         return None
     mean = sum(durations) / len(durations)
     remaining: dict[str, float] = {}
-    finals = {s.name for s in pipeline.finally_ or []}
-    main_names = [s.name for s in pipeline.stages]
-    # Main stages first: a finally stage's costs build on the whole main DAG's.
-    for stage in all_in_order(pipeline):
-        cp = stages.get(stage.name)
+    longest = 0.0
+    for name, waits_for in _eta_walks(pipeline):
+        cp = stages.get(name)
         if cp is not None and effective_phase(cp).finished:
-            cost = 0.0
-        elif cp is not None and cp.phase == StagePhase.RUNNING and cp.start_time:
+            # Nothing is left on a path through a finished stage: what is left upstream of it
+            # (a dependency still running beside one that failed and skipped it) is counted on
+            # that dependency's own paths. Not walking its dependencies halves the walk.
+            remaining[name] = 0.0
+            continue
+        if cp is not None and cp.phase == StagePhase.RUNNING and cp.start_time:
             cost = max(mean - (now - cp.start_time).total_seconds(), 0.0)
         else:
             cost = mean
-        deps = list(stage.depends_on or [])
-        if stage.name in finals:
-            deps += main_names  # finally stages wait for the whole main DAG
-        remaining[stage.name] = cost + max((remaining.get(d, 0.0) for d in deps), default=0.0)
-    return now + timedelta(seconds=round(max(remaining.values(), default=0.0), 1))
+        left = cost + max([remaining.get(d, 0.0) for d in waits_for], default=0.0)
+        remaining[name] = left
+        longest = max(longest, left)
+    return now + timedelta(seconds=round(longest, 1))
 
