@@ -184,8 +184,8 @@ def build_job(
     # and its own name and namespace, which serve only to patch its progress (the worker logs
     # it instead). Both also make every stored pod and pod event bigger: with them, the bench
     # floor's 40 runs of 20 stages took 6-10 % longer.
-    api_access = bool(defaults and defaults.service_account_name)
-    env = _environment(run, stage, attempt, params, outputs, settings, api_access=api_access)
+    account = defaults.service_account_name if defaults else None
+    env = _environment(run, stage, attempt, params, outputs, settings, api_access=bool(account))
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": stage_image(stage, pipeline, settings),
@@ -239,9 +239,9 @@ def build_job(
     if tolerations:
         pod_spec["tolerations"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True)
                                    for t in tolerations]
-    if defaults and defaults.service_account_name:
-        pod_spec["serviceAccountName"] = defaults.service_account_name
-    if not api_access:
+    if account:
+        pod_spec["serviceAccountName"] = account
+    else:
         pod_spec["automountServiceAccountToken"] = False
     if defaults and defaults.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
