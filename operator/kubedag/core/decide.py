@@ -514,9 +514,13 @@ def _phase(p: _Pass, name: str) -> StagePhase:
 
 def _upstream_failed(p: _Pass, name: str) -> bool:
     cp = p.checkpoints.get(name)
-    if cp is None:
-        return False
-    return _phase(p, name) in (StagePhase.FAILED, StagePhase.CANCELLED) or (
+    return cp is not None and _fails_dependants(cp)
+
+
+def _fails_dependants(cp: StageCheckpoint) -> bool:
+    """Failed, cancelled, or skipped for an upstream failure: a stage that depends on it (and
+    does not judge it in its `when`) is skipped."""
+    return effective_phase(cp) in (StagePhase.FAILED, StagePhase.CANCELLED) or (
         cp.phase == StagePhase.SKIPPED and cp.reason == reasons.UPSTREAM_FAILED)
 
 
@@ -597,14 +601,12 @@ def _dependencies(p: _Pass, stage: Stage) -> tuple[list[str], bool]:
         if cp is None:
             settled = False
             continue
-        phase = effective_phase(cp)
         if dep in watched:
-            settled = settled and phase.finished
-        elif phase in (StagePhase.FAILED, StagePhase.CANCELLED) or (
-                cp.phase == StagePhase.SKIPPED and cp.reason == reasons.UPSTREAM_FAILED):
+            settled = settled and effective_phase(cp).finished
+        elif _fails_dependants(cp):
             failed.append(dep)
         else:
-            settled = settled and phase.done
+            settled = settled and effective_phase(cp).done
     return failed, settled
 
 
@@ -647,7 +649,12 @@ def _critical_failure(p: _Pass, stages: Sequence[Stage]) -> bool:
 
 def _in_flight(p: _Pass, name: str) -> bool:
     cp = p.checkpoints.get(name)
-    return cp is not None and (cp.in_flight or fallback_active(cp))
+    return cp is not None and _attempt_in_flight(cp)
+
+
+def _attempt_in_flight(cp: StageCheckpoint) -> bool:
+    """The stage's attempt, or its fallback's, has a Job that has not ended."""
+    return cp.in_flight or fallback_active(cp)
 
 
 def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
@@ -657,8 +664,7 @@ def _active(p: _Pass, stages: Sequence[Stage]) -> bool:
     for stage in stages:
         cp = checkpoints.get(stage.name)  # none: not started
         # A fallback never makes a stage Retrying: its stored phase says it.
-        if cp is not None and (cp.phase == StagePhase.RETRYING or cp.in_flight
-                               or fallback_active(cp)):
+        if cp is not None and (cp.phase == StagePhase.RETRYING or _attempt_in_flight(cp)):
             return True
     return False
 
