@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from kubernetes import watch
+
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.runs import (
     condition,
@@ -173,13 +175,24 @@ def test_worker_progress_on_the_pod_reaches_the_run_status(
 def test_finished_run_is_deleted_after_its_ttl(
     cluster: Cluster, namespace: str, running_operator: OperatorProcess
 ) -> None:
+    # Watched, not polled: with a TTL of 1 s the finished run can be gone between two polls.
+    listed = cluster.custom.list_namespaced_custom_object("kubedag.io", "v1alpha1", namespace,
+                                                          "pipelineruns")
     create_run(cluster, namespace, "ephemeral", {"ttlSecondsAfterFinished": 1,
                                                  "pipelineSpec": pipeline(cluster, [stage("a")])})
-    wait_phase(cluster, namespace, "ephemeral")
-
-    def gone() -> bool:
-        runs = cluster.custom.list_namespaced_custom_object("kubedag.io", "v1alpha1", namespace,
-                                                            "pipelineruns")["items"]
-        return not runs
-
-    wait_for(gone, what="the run deleted by its TTL", timeout=20)
+    phases: list[str | None] = []
+    finished_at = None
+    for event in watch.Watch().stream(
+            cluster.custom.list_namespaced_custom_object, "kubedag.io", "v1alpha1", namespace,
+            "pipelineruns", resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=80):
+        if event["type"] == "DELETED":
+            break
+        phases.append((event["object"].get("status") or {}).get("phase"))
+        if phases[-1] == "Succeeded" and finished_at is None:
+            finished_at = time.monotonic()
+    else:
+        raise AssertionError(f"the run was not deleted within 80 s; phases seen: {phases}")
+    # Deleted by its TTL once it had finished, not before, and soon after.
+    assert phases[-1] == "Succeeded", phases
+    assert finished_at is not None and time.monotonic() - finished_at < 20
