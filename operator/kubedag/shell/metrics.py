@@ -14,6 +14,8 @@ Two kinds of series:
 Labels are bounded: namespace, pipeline (a run with an inline spec reports `(inline)`), stage,
 phase, outcome, reason. Only `kubedag_run_progress_ratio` carries a run label, and only while the
 run is active. Process and Python platform metrics come from prometheus-client's collectors.
+The series labelled by stage are exported at 0 for every stage of a run, so they are kept by
+kubedag.shell.series: about 2 KB a stage instead of prometheus-client's 26 KB.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from prometheus_client.registry import Collector
 from kubedag.core import reasons
 from kubedag.core.naming import INLINE_PIPELINE
 from kubedag.core.quantity import parse_quantity
+from kubedag.shell.series import LabelledCounter, LabelledHistogram
 
 log = logging.getLogger("kubedag.metrics")
 
@@ -116,52 +119,52 @@ class Metrics:
             "kubedag_run_duration_seconds",
             "Duration of finished PipelineRuns, from start to completion, by outcome (phase).",
             ["namespace", "pipeline", "outcome"], buckets=DURATION_BUCKETS, registry=r)
-        self.stage_duration = Histogram(
+        self.stage_duration = LabelledHistogram(
             "kubedag_stage_duration_seconds",
             "Duration of finished stages, from their first attempt's start (with Kueue: its "
             "admission) to the finish, retries included, by outcome (phase).",
-            ["namespace", "pipeline", "stage", "outcome"], buckets=DURATION_BUCKETS, registry=r)
-        self.stage_queue = Histogram(
+            ["namespace", "pipeline", "stage", "outcome"], r, DURATION_BUCKETS)
+        self.stage_queue = LabelledHistogram(
             "kubedag_stage_queue_seconds",
             "Time a stage attempt's Job waited for Kueue to admit it (runs with a queueName), "
             "observed at admission; not part of kubedag_stage_duration_seconds' first wait.",
-            ["namespace", "pipeline", "stage"], buckets=DURATION_BUCKETS, registry=r)
-        self.stage_attempts = Counter(
+            ["namespace", "pipeline", "stage"], r, DURATION_BUCKETS)
+        self.stage_attempts = LabelledCounter(
             "kubedag_stage_attempts_total", "Stage attempts started (one Job each).",
-            ["namespace", "pipeline", "stage"], registry=r)
-        self.stage_retries = Counter(
+            ["namespace", "pipeline", "stage"], r)
+        self.stage_retries = LabelledCounter(
             "kubedag_stage_retries_total", "Stage attempts that were retries (attempt > 1).",
-            ["namespace", "pipeline", "stage"], registry=r)
-        self.stage_failures = Counter(
+            ["namespace", "pipeline", "stage"], r)
+        self.stage_failures = LabelledCounter(
             "kubedag_stage_failures_total",
             "Failed stage attempts (retried or final) and stages failed without an attempt, by "
             "reason (ExitCode, DeadlineExceeded, OOMKilled, ImagePullFailed, "
             "ContainerConfigError, PodLost, JobLost, ...: the stage checkpoint's reason).",
-            ["namespace", "pipeline", "stage", "reason"], registry=r)
-        self.fallbacks = Counter(
+            ["namespace", "pipeline", "stage", "reason"], r)
+        self.fallbacks = LabelledCounter(
             "kubedag_fallbacks_total",
             "Stage fallbacks, by outcome: Started (the stage failed for good and its fallback "
             "began), then Succeeded (the stage was recovered), Failed or Cancelled.",
-            ["namespace", "pipeline", "stage", "outcome"], registry=r)
-        self.stage_cpu = Histogram(
+            ["namespace", "pipeline", "stage", "outcome"], r)
+        self.stage_cpu = LabelledHistogram(
             "kubedag_stage_cpu_seconds",
             "CPU time of a stage attempt, as its worker reported it.",
-            ["namespace", "pipeline", "stage"], buckets=CPU_SECONDS_BUCKETS, registry=r)
-        self.stage_memory = Histogram(
+            ["namespace", "pipeline", "stage"], r, CPU_SECONDS_BUCKETS)
+        self.stage_memory = LabelledHistogram(
             "kubedag_stage_peak_memory_bytes",
             "Peak resident memory of a stage attempt, as its worker reported it.",
-            ["namespace", "pipeline", "stage"], buckets=MEMORY_BUCKETS, registry=r)
-        self.stage_gpu_memory = Histogram(
+            ["namespace", "pipeline", "stage"], r, MEMORY_BUCKETS)
+        self.stage_gpu_memory = LabelledHistogram(
             "kubedag_stage_gpu_memory_peak_bytes",
             "Peak GPU memory of a stage attempt above what was in use before it started, summed "
             "over its pod's GPUs, as its worker measured it (attempts without a GPU reading are "
             "not observed).",
-            ["namespace", "pipeline", "stage"], buckets=GPU_MEMORY_BUCKETS, registry=r)
-        self.stage_gpu_utilization = Histogram(
+            ["namespace", "pipeline", "stage"], r, GPU_MEMORY_BUCKETS)
+        self.stage_gpu_utilization = LabelledHistogram(
             "kubedag_stage_gpu_utilization_ratio",
             "Mean GPU utilization (0 to 1) of a stage attempt over its pod's GPUs, as its worker "
             "measured it through NVML (attempts without a GPU reading are not observed).",
-            ["namespace", "pipeline", "stage"], buckets=RATIO_BUCKETS, registry=r)
+            ["namespace", "pipeline", "stage"], r, RATIO_BUCKETS)
         self.circuit_trips = Counter(
             "kubedag_circuit_trips_total",
             "Times a circuit breaker opened on counted failures (reasons Tripped, ProbeFailed, "
@@ -172,12 +175,12 @@ class Metrics:
             ("cpuSeconds", self.stage_cpu), ("peakRssBytes", self.stage_memory),
             ("gpuMemoryPeakBytes", self.stage_gpu_memory),
             ("gpuUtilizationMean", self.stage_gpu_utilization))
-        self.cache_lookups = Counter(
+        self.cache_lookups = LabelledCounter(
             "kubedag_cache_lookups_total",
             "Stage cache lookups of cacheable stages' first attempts, by result (hit, miss) and "
             "reason (Cached; a miss's NoEntry, Changed, NoDigest, Expired, Disabled, "
             "Overwrite).",
-            ["namespace", "pipeline", "stage", "result", "reason"], registry=r)
+            ["namespace", "pipeline", "stage", "result", "reason"], r)
         self._initialised: set[tuple[str, ...]] = set()
 
     # --- recording ---------------------------------------------------------------------------
