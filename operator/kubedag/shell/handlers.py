@@ -184,6 +184,7 @@ async def cleanup(**_: Any) -> None:
                                                   state.reconciler.events.drain(),
                                                   state.reconciler.breakers.flush()),
                                    timeout=10)
+        await state.reconciler.kube.close()
 
 
 async def _worker(number: int) -> None:
