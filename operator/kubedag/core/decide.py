@@ -70,7 +70,6 @@ from kubedag.core.jobspec import (
     build_job,
     stage_image,
 )
-from kubedag.core.memo import WeakById
 from kubedag.core.naming import INLINE_PIPELINE, job_name, workspace_claim_name
 from kubedag.core.observe import (
     AttemptResult,
@@ -353,38 +352,13 @@ def _observe(p: _Pass, stage: Stage, current: str,
         result = AttemptResult(Outcome.FAILED, message=f"Job {current} disappeared",
                                reason=reasons.JOB_LOST)
     else:
-        result = _verdict(p, stage, observed, pods)
+        result = attempt_outcome(observed, pods, now=p.now,
+                                 start_grace=p.facts.start_failure_grace,
+                                 unschedulable_timeout=_unschedulable_timeout(p, stage))
     if result.recheck_at is not None:
         p.wake_at(result.recheck_at)
     if result.stop_job and (observed is None or not observed.deleting):
         p.plan.delete_jobs.append(current)
-    return result
-
-
-# The last verdict on each attempt, by its Job's summary: (its pods' summaries, the limits it
-# was judged by, the verdict). The shell hands decide() the same summary objects for as long
-# as a Job or pod does not change (kubedag.shell.childwatch), and a verdict changes with time
-# only at its recheck_at, so an attempt nothing happened to is not judged again: on the
-# fan-out's 982 stages in flight, judging every one on every pass was a tenth of the
-# operator's CPU.
-_Judged = tuple[tuple[PodSummary, ...], timedelta, timedelta | None, AttemptResult]
-_verdicts: WeakById[JobSummary, _Judged] = WeakById()
-
-
-def _verdict(p: _Pass, stage: Stage, job: JobSummary | None,
-             pods: list[PodSummary]) -> AttemptResult:
-    grace, timeout = p.facts.start_failure_grace, _unschedulable_timeout(p, stage)
-    kept = _verdicts.lookup(job) if job is not None else None
-    if kept is not None:
-        seen, seen_grace, seen_timeout, result = kept[0]
-        if (len(seen) == len(pods) and all(a is b for a, b in zip(seen, pods, strict=True))
-                and seen_grace == grace and seen_timeout == timeout
-                and (result.recheck_at is None or p.now < result.recheck_at)):
-            return result
-    result = attempt_outcome(job, pods, now=p.now, start_grace=grace,
-                             unschedulable_timeout=timeout)
-    if job is not None:
-        _verdicts.keep(job, (tuple(pods), grace, timeout, result))
     return result
 
 

@@ -17,44 +17,24 @@ Key = TypeVar("Key")
 Value = TypeVar("Value")
 
 
-class WeakById(Generic[Key, Value]):
-    """A value kept for each live object, by the object's identity."""
-
-    def __init__(self) -> None:
+class WeakMemo(Generic[Key, Value]):
+    def __init__(self, build: Callable[[Key], Value]) -> None:
+        self._build = build
         self._values: dict[int, tuple[weakref.ref[Key], Value]] = {}
 
-    def lookup(self, obj: Key) -> tuple[Value] | None:
-        """``(value,)`` when one is kept for ``obj``, else None."""
-        kept = self._values.get(id(obj))
-        return (kept[1],) if kept is not None and kept[0]() is obj else None
-
-    def keep(self, obj: Key, value: Value) -> None:
+    def __call__(self, obj: Key) -> Value:
         key = id(obj)
+        kept = self._values.get(key)
+        if kept is not None and kept[0]() is obj:
+            return kept[1]
+        value = self._build(obj)
         values = self._values
 
         def forget(_ref: object) -> None:
             values.pop(key, None)
 
         values[key] = (weakref.ref(obj, forget), value)
-
-    def clear(self) -> None:
-        self._values.clear()
+        return value
 
     def __len__(self) -> int:
         return len(self._values)
-
-
-class WeakMemo(WeakById[Key, Value]):
-    """``build(obj)``, computed once per live object."""
-
-    def __init__(self, build: Callable[[Key], Value]) -> None:
-        super().__init__()
-        self._build = build
-
-    def __call__(self, obj: Key) -> Value:
-        kept = self.lookup(obj)
-        if kept is not None:
-            return kept[0]
-        value = self._build(obj)
-        self.keep(obj, value)
-        return value
