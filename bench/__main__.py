@@ -32,6 +32,7 @@ from bench.floor import FloorKind, run_floor
 from bench.kube import get_json, request_totals
 from bench.measure import Daemon, ProcessSampler, Profiler, Recorder, percentile
 from kubedag.api import PipelineSpec
+from kubedag.shell.events import FLUSH_SPACING
 from kubedag.testbed import ControlPlane, start_control_plane
 from kubedag.testbed.images import ensure_images
 from kubedag.testbed.realnode import RealNode, start_real_node
@@ -51,6 +52,7 @@ TARGET_CPU_MS_PER_STAGE = 5.0
 # The scenario of 1,000 runs: it keeps up, each dependency's end → the next Job within 2 s.
 TARGET_MANY_P99 = 2.0
 WORKER_IMAGE = "ghcr.io/kubedag/worker:0.1.0"
+LATENCY_TAIL = 30  # the slowest reactions kept in the JSON, with their times
 
 
 @dataclass
@@ -186,7 +188,8 @@ class Bench:
                 raise RuntimeError(f"the operator exited ({self.operator.process.returncode}) "
                                    f"during {scenario.name}; log: {self.operator.log}")
             time.sleep(0.05)
-        time.sleep(2)  # trailing writes (Events are posted in the background)
+        # Trailing writes: a run's last Events may wait a whole spacing (kubedag.shell.events).
+        time.sleep(FLUSH_SPACING + 1)
         process = self.sampler.end()
         after = request_totals(self.api)
         if profiler:
@@ -214,6 +217,10 @@ class Bench:
             "run_wall_p50": _r(percentile(per_run, 0.5)),
             "run_wall_p99": _r(percentile(per_run, 0.99)),
             **_latency_summary(recorder.latencies(dags)),
+            # When the slowest reactions happened (seconds after the first run was created):
+            # one stall or a spread.
+            "latency_tail": [[_r(at - start, 1), _r(latency)] for at, latency in sorted(
+                recorder.timed_latencies(dags), key=lambda t: -t[1])[:LATENCY_TAIL]],
             "job_to_pod_p50": _r(percentile(recorder.job_to_pod(), 0.5)),
             "job_to_pod_p99": _r(percentile(recorder.job_to_pod(), 0.99)),
             "first_job_seconds": _r(min(recorder.job_seen.values(), default=start) - start),

@@ -69,13 +69,17 @@ class Recorder:
 
     def latencies(self, dags: dict[str, Dag]) -> list[float]:
         """Seconds from a stage's last dependency's pod Succeeded to the stage's Job appearing."""
+        return [latency for _, latency in self.timed_latencies(dags)]
+
+    def timed_latencies(self, dags: dict[str, Dag]) -> list[tuple[float, float]]:
+        """(when the Job appeared, latency) of each stage with dependencies."""
         out = []
         for run, dag in dags.items():
             for stage, deps in dag.items():
                 job = self.job_seen.get((run, stage))
                 done = [self.pod_done.get((run, d)) for d in deps]
                 if deps and job is not None and all(t is not None for t in done):
-                    out.append(job - max(t for t in done if t is not None))
+                    out.append((job, job - max(t for t in done if t is not None)))
         return out
 
 
