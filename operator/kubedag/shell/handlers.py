@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,8 +115,6 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = config.peering_lifetime_seconds
     limit_arenas()
     collect_garbage_less_often()
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=config.api_threads, thread_name_prefix="kube"))
     kube = Kube(new_api_client(config.api_threads))
     state.queue = WorkQueue()
     state.stage_cache = StageCacheStore(kube)

@@ -27,16 +27,14 @@ class _Family(Collector):
     """One metric's label sets, each a list of numbers (what they mean is the subclass's)."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 registry: CollectorRegistry | None) -> None:
+                 registry: CollectorRegistry | None, width: int) -> None:
         self.name, self.documentation = name, documentation
         self.labelnames = tuple(labelnames)
+        self._width = width  # numbers a label set keeps
         self._series: dict[tuple[str, ...], list[float]] = {}
         self._lock = threading.Lock()
         if registry is not None:
             registry.register(self)
-
-    def _width(self) -> int:
-        raise NotImplementedError
 
     def _key(self, labelvalues: Sequence[object]) -> tuple[str, ...]:
         """The label set's key, its series created at 0 if new (exported from now on)."""
@@ -45,7 +43,7 @@ class _Family(Collector):
                              f"got {tuple(labelvalues)}")
         key = tuple(str(value) for value in labelvalues)
         if key not in self._series:
-            zeros: list[float] = [0] * self._width()  # small ints are shared, floats are not
+            zeros: list[float] = [0] * self._width  # small ints are shared, floats are not
             with self._lock:
                 self._series.setdefault(key, zeros)
         return key
@@ -70,8 +68,9 @@ class LabelledCounter(_Family):
     """A counter by label set: ``labels(*values).inc(amount)``; ``labels(*values)`` alone
     exports the label set at 0."""
 
-    def _width(self) -> int:
-        return 1
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
+                 registry: CollectorRegistry | None) -> None:
+        super().__init__(name, documentation, labelnames, registry, width=1)
 
     def labels(self, *labelvalues: object) -> CounterSeries:
         return CounterSeries(self, self._key(labelvalues))
@@ -112,10 +111,7 @@ class LabelledHistogram(_Family):
             bounds.append(float("inf"))
         self.bounds = tuple(bounds)
         self._les = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
-        super().__init__(name, documentation, labelnames, registry)
-
-    def _width(self) -> int:
-        return len(self.bounds) + 1
+        super().__init__(name, documentation, labelnames, registry, width=len(self.bounds) + 1)
 
     def labels(self, *labelvalues: object) -> HistogramSeries:
         return HistogramSeries(self, self._key(labelvalues))
