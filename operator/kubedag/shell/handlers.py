@@ -313,7 +313,7 @@ async def workload_event(namespace: str | None, body: kopf.Body, **kwargs: Any) 
     job = workload_owner(dict(body))
     run_uid = state.indexes.jobs.run_of(namespace or "", job) if job else None
     if run_uid is not None:
-        _wake(run_uid)
+        _wake(run_uid, urgent=True)  # an admission lets a stage start
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -401,15 +401,19 @@ async def _write_pipeline_status(namespace: str, name: str, body: dict[str, Any]
 
 
 def _wake_for_child(wake: Wake) -> None:
-    _wake(wake.run, within=0.0 if wake.at_once else SOON_SECONDS)
+    if wake.at_once:
+        _wake(wake.run, urgent=True)
+    else:
+        _wake(wake.run, within=SOON_SECONDS)
 
 
-def _wake(run_uid: str, within: float = 0.0) -> None:
-    """Queue the run's next pass: at once, or ``within`` seconds unless one comes sooner."""
+def _wake(run_uid: str, within: float = 0.0, urgent: bool = False) -> None:
+    """Queue the run's next pass: at once (ahead of ordinary passes when ``urgent``: see
+    kubedag.shell.workqueue), or ``within`` seconds unless one comes sooner."""
     key = state.runs.keys_by_uid.get(run_uid)
     if key is None:
         return
     if within:
         state.queue.add_soon(key, within)
     else:
-        state.queue.add(key)
+        state.queue.add(key, urgent)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubedag.shell.workqueue import WorkQueue
+from kubedag.shell.workqueue import URGENT_STREAK, WorkQueue
 
 
 def run(test: Callable[[], Awaitable[Any]]) -> Any:
@@ -181,3 +181,64 @@ def test_news_for_soon_during_a_pass_still_come() -> None:
         assert len(queue) == 0
 
     run(scenario)
+
+
+def test_urgent_news_go_ahead_of_ordinary_keys() -> None:
+    """1,000 new runs' first passes must not delay the dependants of a finished stage."""
+    async def scenario() -> list[Any]:
+        queue = WorkQueue()
+        for key in ["new-1", "new-2", "new-3"]:
+            queue.add(key)
+        queue.add("finished", urgent=True)
+        queue.add("new-2", urgent=True)  # waiting already: moves up, keeps its one place
+        return await drain(queue)
+
+    assert run(scenario) == ["finished", "new-2", "new-1", "new-3"]
+
+
+def test_urgency_outlives_a_pass_in_progress_and_a_rest() -> None:
+    async def scenario() -> None:
+        queue = WorkQueue()
+        queue.add("busy")
+        key = await queue.get()
+        queue.add("busy", urgent=True)  # news during the pass
+        queue.add("other")
+        queue.done(key)
+        assert await drain(queue) == ["busy", "other"]
+        # News while the key rests come when the rest ends, still ahead of the others.
+        queue.add("resting")
+        key = await queue.get()
+        queue.rest(key, 0.05)
+        queue.done(key)
+        queue.add("resting", urgent=True)
+        assert len(queue) == 0
+        await asyncio.sleep(0.02)
+        queue.add("waiting")
+        await asyncio.sleep(0.05)
+        assert await drain(queue) == ["resting", "waiting"]
+
+    run(scenario)
+
+
+def test_a_stream_of_urgent_news_does_not_starve_ordinary_keys() -> None:
+    async def scenario() -> list[Any]:
+        queue = WorkQueue()
+        queue.add("new")
+        for number in range(URGENT_STREAK + 2):
+            queue.add(number, urgent=True)
+        return await drain(queue)
+
+    assert run(scenario) == [*range(URGENT_STREAK), "new", URGENT_STREAK, URGENT_STREAK + 1]
+
+
+def test_a_worker_cancelled_after_being_woken_hands_the_key_on() -> None:
+    async def scenario() -> Any:
+        queue = WorkQueue()
+        first = asyncio.create_task(queue.get())
+        second = asyncio.create_task(queue.get())
+        await asyncio.sleep(0)  # both wait
+        queue.add("a")  # wakes the first ...
+        first.cancel()  # ... which is cancelled before it runs
+        return await second
+
+    assert run(scenario) == "a"
