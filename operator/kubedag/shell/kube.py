@@ -75,6 +75,14 @@ class Kube:
                     query: list[tuple[str, str]] | None = None,
                     content_type: str = "application/json") -> dict[str, Any] | None:
         """One request, dicts in and out; ApiException for any status but 2xx."""
+        data = await self._send(method, path, body=body, query=query, content_type=content_type)
+        return cast(dict[str, Any], orjson.loads(data)) if data else None
+
+    async def _send(self, method: str, path: str, *, body: dict[str, Any] | None = None,
+                    query: list[tuple[str, str]] | None = None,
+                    content_type: str = "application/json") -> bytes:
+        """One request whose response body is returned undecoded: a caller that needs nothing
+        from it (a created Job or Event comes back whole, 2-5 KB) skips decoding it."""
         configuration = self.api.configuration
         headers = {"Content-Type": content_type, "Accept": "application/json",
                    "User-Agent": COMPONENT}
@@ -92,7 +100,7 @@ class Kube:
                                  body=data.decode("utf-8", errors="replace"))
             error.headers = response.headers
             raise error
-        return cast(dict[str, Any], orjson.loads(data)) if data else None
+        return data
 
     def _session_on_this_loop(self) -> aiohttp.ClientSession:
         """The session, opened on first use on the running loop (an aiohttp session belongs
@@ -135,7 +143,7 @@ class Kube:
         for good (400/403/422) comes back as the API server's message, not an exception."""
         self._wrote("create", resource)
         try:
-            await self._call("POST", path, body=manifest,
+            await self._send("POST", path, body=manifest,
                              query=[("dryRun", "All")] if dry_run else None)
         except ApiException as error:
             if error.status == 409:
@@ -151,7 +159,7 @@ class Kube:
         never outlives its Job and the caller never waits for a pod to exit."""
         self._wrote("delete", "jobs")
         try:
-            await self._call(
+            await self._send(
                 "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
                 body={"propagationPolicy": "Background"})
         except ApiException as error:
@@ -210,7 +218,7 @@ class Kube:
                                     status: dict[str, Any]) -> None:
         self._wrote("patch", "pipelines/status")
         try:
-            await self._call("PATCH", (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/"
+            await self._send("PATCH", (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/"
                                        f"namespaces/{namespace}/{PLURAL_PIPELINES}/{name}/status"),
                              body={"status": status}, content_type="application/merge-patch+json")
         except ApiException as error:
@@ -231,7 +239,7 @@ class Kube:
         path = self._entries_path(meta["namespace"])
         self._wrote("create", PLURAL_CACHE_ENTRIES)
         try:
-            await self._call("POST", path, body=manifest)
+            await self._send("POST", path, body=manifest)
         except ApiException as error:
             if error.status != 409 or not replace:
                 if error.status == 409:
@@ -239,13 +247,13 @@ class Kube:
                 raise
             await self.delete_cache_entry(meta["namespace"], meta["name"])
             self._wrote("create", PLURAL_CACHE_ENTRIES)
-            await self._call("POST", path, body=manifest)
+            await self._send("POST", path, body=manifest)
         return True
 
     async def delete_cache_entry(self, namespace: str, name: str) -> None:
         self._wrote("delete", PLURAL_CACHE_ENTRIES)
         try:
-            await self._call("DELETE",
+            await self._send("DELETE",
                                     f"{self._entries_path(namespace)}/{name}")
         except ApiException as error:
             if error.status != 404:
@@ -268,7 +276,7 @@ class Kube:
     async def delete_run(self, run: RunRef) -> None:
         self._wrote("delete", "pipelineruns")
         try:
-            await self._call("DELETE", (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/"
+            await self._send("DELETE", (f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/"
                                         f"namespaces/{run.namespace}/{PLURAL_RUNS}/{run.name}"),
                              body={"preconditions": {"uid": run.uid}})
         except ApiException as error:
@@ -322,7 +330,7 @@ class Kube:
         }
         self._wrote("create", "events")
         with contextlib.suppress(ApiException):
-            await self._call("POST",
+            await self._send("POST",
                                     f"/api/v1/namespaces/{run.namespace}/events", body=body)
 
 
