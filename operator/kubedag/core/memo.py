@@ -38,3 +38,33 @@ class WeakMemo(Generic[Key, Value]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+class SameInputs(Generic[Key]):
+    """Per live object (kept weakly), the inputs a pass last found nothing to do with, so a
+    later pass handed the very same input objects may skip that work. Identity, not
+    equality: comparing the inputs' contents would cost about what the work itself does, and
+    the objects compared (summaries of Jobs and pods, checkpoints) are never changed in
+    place: a change makes a new object."""
+
+    def __init__(self) -> None:
+        self._inputs: dict[int, tuple[weakref.ref[Key], tuple[object, ...]]] = {}
+
+    def unchanged(self, obj: Key, inputs: tuple[object, ...]) -> bool:
+        kept = self._inputs.get(id(obj))
+        if kept is None or kept[0]() is not obj or len(kept[1]) != len(inputs):
+            return False
+        return all(old is new for old, new in zip(kept[1], inputs, strict=True))
+
+    def note(self, obj: Key, inputs: tuple[object, ...]) -> None:
+        """Remember ``inputs``; they stay alive while ``obj`` does."""
+        key = id(obj)
+        table = self._inputs
+
+        def forget(_ref: object) -> None:
+            table.pop(key, None)
+
+        table[key] = (weakref.ref(obj, forget), inputs)
+
+    def __len__(self) -> int:
+        return len(self._inputs)

@@ -59,6 +59,26 @@ def test_eta_is_the_longest_remaining_path(stages: dict[str, StageCheckpoint], n
     assert status.observed_generation == 3
 
 
+def test_a_long_run_estimates_its_eta_again_at_each_percent() -> None:
+    """200 independent stages, the first 2 took 10 s: 1 % done, the ETA is now plus 10 s. The
+    3rd took 100 s: still 1 %, so the estimate stands; with the 4th (2 %) it is made again."""
+    spec = pipeline(*[stage(f"s{i:03d}") for i in range(200)])
+    stages = {"s000": ran(0, 10), "s001": ran(0, 10)}
+    status = PipelineRunStatus(start_time=T0, stages=dict(stages))
+    refresh_run_status(status, spec, False, 1, at(10), [])
+    assert status.eta == at(20)
+    stages["s002"] = ran(0, 100)
+    status.stages = dict(stages)
+    refresh_run_status(status, spec, False, 1, at(12), [])
+    assert status.progress is not None and status.progress.completed == 3
+    assert status.eta == at(20)  # not at(52), the mean of 40 s from 12 s
+    stages["s003"] = ran(0, 100)
+    status.stages = dict(stages)
+    refresh_run_status(status, spec, False, 1, at(15), [])
+    # Mean (10 + 10 + 100 + 100) / 4 = 55 s, from 15 s.
+    assert status.eta == at(70)
+
+
 @pytest.mark.parametrize(("finished", "total", "percent"), [
     (0, 5, 0), (1, 5, 20), (2, 3, 66), (5, 5, 100),
 ])
