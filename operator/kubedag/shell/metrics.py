@@ -20,11 +20,14 @@ kubedag.shell.series: about 2 KB a stage instead of prometheus-client's 26 KB.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -34,15 +37,15 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from kubedag.core import reasons
 from kubedag.core.naming import INLINE_PIPELINE
 from kubedag.core.quantity import parse_quantity
-from kubedag.shell.series import LabelledCounter, LabelledHistogram
+from kubedag.shell.series import LabelledCounter, LabelledHistogram, exposition
 
 log = logging.getLogger("kubedag.metrics")
 
@@ -600,7 +603,33 @@ def watch_breakers(source: Callable[[], Iterable[BreakerRow]],
     return _watch(BreakerCollector(source), registry)
 
 
-def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
-    """Expose /metrics on ``port`` (all interfaces), in a daemon thread."""
-    start_http_server(port, registry=registry)
-    log.info("metrics on :%d/metrics", port)
+def serve(port: int, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPServer:
+    """Expose /metrics on ``port`` (all interfaces, 0: a free one), in a daemon thread.
+
+    prometheus-client's own server would format the stage series itself: see
+    kubedag.shell.series.exposition for why they are written directly."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = exposition(registry)
+            gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
+            if gzipped:
+                # Level 1: a tenth of the size of 20 MB of stage series, for a tenth of the
+                # time of the default level (zlib lets go of the GIL meanwhile).
+                body = gzip.compress(body, compresslevel=1)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Not a line per scrape."""
+
+    server = ThreadingHTTPServer(("", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on :%d/metrics", server.server_address[1])
+    return server
