@@ -104,6 +104,9 @@ def test_the_direct_exposition_writes_what_prometheus_client_writes() -> None:
 def test_serve_answers_a_scrape_plain_and_gzipped() -> None:
     registry = CollectorRegistry()
     LabelledCounter("t_attempts_total", "Attempts.", LABELS, registry).labels("a", "s").inc()
+    durations = LabelledHistogram("t_duration_seconds", "How long.", LABELS, registry, BUCKETS)
+    for stage in range(1000):  # several pieces of series.CHUNK_BYTES
+        durations.labels("a", f"s{stage}").observe(stage)
     server = serve(0, registry)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
@@ -117,4 +120,6 @@ def test_serve_answers_a_scrape_plain_and_gzipped() -> None:
     finally:
         server.shutdown()
         server.server_close()
+    assert len(plain) > 3 * series.CHUNK_BYTES
+    assert plain == series.exposition(registry)
     assert b't_attempts_total{namespace="a",stage="s"} 1.0' in plain
