@@ -607,7 +607,7 @@ def serve(port: int, registry: CollectorRegistry = REGISTRY) -> ThreadingHTTPSer
     """Expose /metrics on ``port`` (all interfaces, 0: a free one), in a daemon thread.
 
     prometheus-client's own server would format the stage series itself: see
-    kubedag.shell.series.exposition for why they are written directly."""
+    kubedag.shell.series.exposition_chunks for why they are written directly."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -140,7 +140,7 @@ class Reconciler:
         resumed = await self._resumed_body(body)
         now = datetime.now(UTC)
         computing = time.perf_counter()
-        once = 0.0  # compute time of work done once a run, not on each pass (see pass_cost)
+        # `once`: compute time of work done once a run, not on each pass (see pass_cost).
         try:
             facts = self._facts(body, referenced, now, resumed)
         except ValidationError as error:
