@@ -31,7 +31,7 @@ from bench import dags as shapes
 from bench.dags import Dag
 from bench.floor import FloorKind, run_floor
 from bench.kube import get_json, request_totals
-from bench.measure import Daemon, ProcessSampler, Profiler, Recorder, percentile
+from bench.measure import CpuLedger, Daemon, ProcessSampler, Profiler, Recorder, percentile
 from kubedag.api import PipelineSpec
 from kubedag.shell.events import FLUSH_SPACING
 from kubedag.testbed import ControlPlane, start_control_plane
@@ -116,6 +116,7 @@ class Bench:
         self.core = k8s.CoreV1Api(self.api)
         self.custom = k8s.CustomObjectsApi(self.api)
         self.sampler = ProcessSampler(operator.process.pid)
+        self.cpu = CpuLedger({**plane.pids, "operator": operator.process.pid})
         self.placement = plane.pod_placement()
         # What each stage's container runs: kwok needs only an image name; on the real node a
         # real image runs a real (trivial) command.
@@ -161,12 +162,14 @@ class Bench:
                                                                 else ""))
         recorder = Recorder(self.api, ns, runs=False)
         dags = dict.fromkeys(scenario.run_names(), scenario.dag)
+        self.cpu.begin()
         try:
             wall = run_floor(self.api, ns, dags, self.placement, scenario.timeout,
                              self.container, kind=kind,
                              pipeline=(PipelineSpec.model_validate(self.pipeline_spec(scenario))
                                        if kind == "kubedag" else None))
             time.sleep(0.3)
+            cpu = self.cpu.end()
             latencies = recorder.latencies(dags)
             job_to_pod = recorder.job_to_pod()
         finally:
@@ -174,7 +177,8 @@ class Bench:
             self.delete_namespace(ns)
         return {"wall_seconds": round(wall, 2), **_latency_summary(latencies),
                 "job_to_pod_p50": _r(percentile(job_to_pod, 0.5)),
-                "job_to_pod_p99": _r(percentile(job_to_pod, 0.99))}
+                "job_to_pod_p99": _r(percentile(job_to_pod, 0.99)),
+                "cpu_seconds_by_process": cpu}
 
     def kubedag(self, scenario: Scenario) -> dict[str, Any]:
         ns = self.namespace(f"bench-{scenario.name}")
@@ -189,6 +193,7 @@ class Bench:
         before = request_totals(self.api)
         passes_before = self.operator.passes()
         self.sampler.begin()
+        self.cpu.begin()
 
         def create(name: str) -> None:
             body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PipelineRun",
@@ -209,6 +214,7 @@ class Bench:
         # Trailing writes: a run's last Events may wait a whole spacing (kubedag.shell.events).
         time.sleep(FLUSH_SPACING + 1)
         process = self.sampler.end()
+        cpu = self.cpu.end()
         passes_after = self.operator.passes()
         process["passes"] = int(passes_after[0] - passes_before[0])
         process["pass_seconds"] = round(passes_after[1] - passes_before[1], 2)
@@ -257,6 +263,8 @@ class Bench:
             "jobs_created_twice": duplicates,
             "operator": process,
             "status_bytes": max(sizes) if sizes else None,
+            # Includes the trailing wait for the last Events (FLUSH_SPACING + 1 s).
+            "cpu_seconds_by_process": cpu,
             "watch_errors": watch_errors[:5],
         }
         self.delete_namespace(ns)
@@ -312,6 +320,24 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {k['operator']['cpu_seconds']} s ({k['operator'].get('passes', '—')}) "
             f"| {k['operator']['peak_rss_mib']} MiB "
             f"| {_fmt(k['status_bytes'], ' B')} |")
+    return "\n".join(lines)
+
+
+def cpu_table(results: list[dict[str, Any]]) -> str:
+    """Where the two cores went in each measured window: CPU seconds of every test-bed
+    process, the operator and the bench's own script, and the machine's busy and idle time.
+    A kubedag row against its floors shows which process took the extra seconds."""
+    names = ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok",
+             "operator", "bench", "machine busy", "machine idle"]
+    lines = ["| scenario | measured | " + " | ".join(names) + " |",
+             "|" + "---|" * (len(names) + 2)]
+    for r in results:
+        for label, key in (("floor", "floor"), ("floor, kubedag's Jobs", "floor_kubedag_jobs"),
+                           ("kubedag", "kubedag")):
+            cpu = (r.get(key) or {}).get("cpu_seconds_by_process")
+            if cpu:
+                lines.append(f"| {r['name']} | {label} | "
+                             + " | ".join(_fmt(cpu.get(n), " s") for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -373,6 +399,19 @@ def _start_real_node(plane: ControlPlane) -> RealNode:
     return start_real_node(plane, [Path(image.archive) for image in images.images])
 
 
+def _print_report(results: list[dict[str, Any]], peak_mib: float, *, real_node: bool) -> None:
+    print()
+    if real_node:
+        print("on the real node (real containers):")
+    print(table(results))
+    print()
+    print("CPU seconds by process in each measured window:")
+    print(cpu_table(results))
+    print()
+    for line in targets(results, peak_mib):
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -416,13 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         if node is not None:
             node.stop()
         plane.stop()
-    print()
-    if args.real_node:
-        print("on the real node (real containers):")
-    print(table(results))
-    print()
-    for line in targets(results, peak):
-        print(line)
+    _print_report(results, peak, real_node=args.real_node)
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps({
         "time": stamp, "host": {"cpus": os.cpu_count()}, "operator_peak_rss_mib": round(peak, 1),
@@ -432,7 +465,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwritten {out.relative_to(REPO)}")
     if args.profile:
         print(f"profiles in {args.profile_dir.relative_to(REPO)}")
-
 
 
 if __name__ == "__main__":

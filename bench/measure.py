@@ -3,6 +3,7 @@ and the operator process's CPU and memory."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import threading
@@ -132,6 +133,41 @@ class ProcessSampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class CpuLedger:
+    """CPU seconds of each test-bed process, of the bench itself (the floor's script runs in
+    it) and of the whole machine over one measured window: where the cores went, so that a
+    scenario slower than its floor shows which process took the difference."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._processes: dict[str, psutil.Process] = {}
+        for name, pid in {**pids, "bench": os.getpid()}.items():
+            try:
+                self._processes[name] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for name, process in self._processes.items():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            seconds[name] = times.user + times.system
+        machine = psutil.cpu_times()
+        seconds["machine busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        seconds["machine idle"] = machine.idle
+        return seconds
+
+    def begin(self) -> None:
+        self._start = self._now()
+
+    def end(self) -> dict[str, float]:
+        return {name: round(value - self._start[name], 2)
+                for name, value in self._now().items() if name in self._start}
 
 
 class Daemon:
