@@ -95,6 +95,60 @@ def test_a_rule_on_one_stage_names_the_stage(
     assert says in result.stderr, result.stderr
 
 
+_IMAGE = "ghcr.io/kubedag/worker:0.1.0"
+_PROCESSOR = "kubedag.worker.processors.documents:validate"
+
+
+@pytest.mark.parametrize(("how", "says"), [
+    ({"command": ["true"], "processor": _PROCESSOR},
+     "stage s: set either command or processor, not both"),
+    ({"command": ["true"]}, "stage s: a stage with a command needs an image"),
+    ({}, "stage s: set processor, or image (with or without command)"),
+    ({"image": _IMAGE, "fallback": {"command": ["true"], "processor": _PROCESSOR}},
+     "stage s: fallback: set either command or processor, not both"),
+    ({"image": _IMAGE, "fallback": {"command": ["true"]}},
+     "stage s: fallback: a fallback with a command needs an image"),
+    ({"image": _IMAGE, "fallback": {"args": ["x"]}},
+     "stage s: fallback: set processor, or image (with or without command)"),
+])
+def test_one_rule_says_which_way_to_run_is_wrong(
+    crd_cluster: Cluster, namespace: str, tmp_path: Path, how: dict[str, object], says: str
+) -> None:
+    """A stage's three ways-to-run rules are one CEL rule (and its fallback's another): each
+    thing wrong still gets its own message, on an inline pipeline as on a Pipeline."""
+    for kind, spec in (("Pipeline", {"stages": [{"name": "s", **how}]}),
+                       ("PipelineRun", {"pipelineSpec": {"stages": [{"name": "s", **how}]}})):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump({"apiVersion": "kubedag.io/v1alpha1", "kind": kind,
+                                        "metadata": {"name": "ways"}, "spec": spec}))
+        result = crd_cluster.kubectl("create", "-n", namespace, "-f", str(path), check=False)
+        assert result.returncode != 0, f"{kind} {how} was accepted"
+        assert says in result.stderr, result.stderr
+
+
+def test_a_runs_pipeline_and_checkpoints_are_owned_whole(
+    crd_cluster: Cluster, namespace: str
+) -> None:
+    """managedFields name spec.pipelineSpec, status.stages and status.pipelineSpec as one field
+    each, not every field of every stage: they had been half of a run's stored object, and
+    every status write costs the API server in proportion to it."""
+    apply(crd_cluster, namespace, EXAMPLES / "hello-run.yaml")
+    stages = {f"s{i}": {"phase": "Succeeded", "attempts": 1, "job": f"hello-s{i}-1"}
+              for i in range(5)}
+    crd_cluster.kubectl("patch", "-n", namespace, "kdpr", "hello", "--subresource=status",
+                        "--type=merge", "-p", json.dumps({"status": {
+                            "stages": stages,
+                            "pipelineSpec": {"stages": [{"name": "s0", "image": "x"}]}}}))
+    managed = json.loads(crd_cluster.kubectl(
+        "get", "-n", namespace, "kdpr", "hello", "--show-managed-fields", "-o",
+        "jsonpath={.metadata.managedFields}").stdout)
+    by_part = {("status" if entry.get("subresource") == "status" else "spec"):
+               entry["fieldsV1"] for entry in managed}
+    assert by_part["spec"]["f:spec"]["f:pipelineSpec"] == {}, by_part["spec"]
+    assert by_part["status"]["f:status"]["f:stages"] == {}, by_part["status"]
+    assert by_part["status"]["f:status"]["f:pipelineSpec"] == {}, by_part["status"]
+
+
 def explain(cluster: Cluster, field: str) -> str:
     """`kubectl explain`, retried: the OpenAPI document lags a CRD's Established condition."""
 

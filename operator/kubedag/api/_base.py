@@ -113,3 +113,12 @@ def about_the_stage(message: str) -> str:
 # Schema marker: the CRD stores this field as an opaque object (no nested schema, no CEL), for
 # copies of already-validated data such as the pipeline snapshot in a run's status.
 OPAQUE: dict[str, Any] = {"x-kubedag-opaque": True}
+
+# Schema marker: server-side apply owns this object as one whole, not field by field. Every write
+# of a run's status costs the API server in proportion to the object, and `managedFields`, one
+# entry per field of every manager, had been half of it: each stage's checkpoint fields and each
+# field of the inline pipeline, again. Nobody shares these fields (the operator alone writes the
+# status; a run's pipeline is one unit, never merged from two appliers), so whole-object
+# ownership loses nothing. Measured on a 20-stage run, a status merge-patch: the object went
+# from 14.4 to 8.5 KB and the API server's CPU for it from 47-49 to 32-36 ms.
+ATOMIC: dict[str, Any] = {"x-kubernetes-map-type": "atomic"}

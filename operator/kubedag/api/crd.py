@@ -214,7 +214,9 @@ def _structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, A
     node = _inline(node, defs)
     if node.get("x-kubedag-opaque"):
         opaque = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        return {**opaque, **({"description": node["description"]} if "description" in node else {})}
+        kept: dict[str, Any] = {key: node[key] for key in ("description", "x-kubernetes-map-type")
+                                if key in node}
+        return {**opaque, **kept}
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS or key.startswith("x-kubedag-"):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from kubedag.api._base import ApiModel, LabelledName, StageName, cel_rule
+from kubedag.api._base import ATOMIC, ApiModel, LabelledName, StageName, cel_rule
 from kubedag.api.cache import RunCacheMode
 from kubedag.api.pipeline import MAX_STAGES, PipelineSpec
 from kubedag.api.status import PipelineRunStatus
@@ -51,6 +51,7 @@ class PipelineRunSpec(ApiModel):
         default=None,
         description="An inline pipeline, for one-off runs. Exactly one of pipelineRef or "
         "pipelineSpec.",
+        json_schema_extra=ATOMIC,
     )
     params: dict[str, Any] | None = Field(
         default=None,

@@ -158,25 +158,30 @@ def _stage_rule(rule: str, message: str, *, field_path: str | None = None) -> di
                     message_expression=about_the_stage(message))
 
 
-# The fallback's rules sit on the stage, so that their messages can name it; `self.fallback`
-# is the fallback (a CRD schema cannot recurse, so Fallback is a model of its own).
-_FALLBACK_RULES = [
-    _stage_rule(
-        "!has(self.fallback) || !(has(self.fallback.command) && has(self.fallback.processor))",
-        "fallback: set either command or processor, not both",
-        field_path=".fallback",
-    ),
-    _stage_rule(
-        "!has(self.fallback) || !has(self.fallback.command) || has(self.fallback.image)",
-        "fallback: a fallback with a command needs an image",
-        field_path=".fallback",
-    ),
-    _stage_rule(
-        "!has(self.fallback) || has(self.fallback.processor) || has(self.fallback.image)",
-        "fallback: set processor, or image (with or without command)",
-        field_path=".fallback",
-    ),
-]
+# How a stage (or its fallback) runs: a processor without a command, or an image, with or
+# without a command. One rule instead of three, and the fallback's rule stops at
+# `!has(self.fallback)`: on a status write the API server checks every CEL rule of the whole
+# object again (the spec included), and each field a rule reads costs it an allocation per
+# property of the stage's schema. With three rules each and the fallback's read three times, a
+# 20-stage run's status write spent 12 of its 47 ms of the API server's CPU in CEL.
+# The message names the first thing wrong, in the order the three rules had.
+_NOT_BOTH = "set either command or processor, not both"
+_COMMAND_NEEDS_IMAGE = "a stage with a command needs an image"
+_PROCESSOR_OR_IMAGE = "set processor, or image (with or without command)"
+_FALLBACK_COMMAND_NEEDS_IMAGE = "a fallback with a command needs an image"
+
+
+def _one_way_to_run_rule(of: str, prefix: str, command_needs_image: str,
+                         field_path: str | None = None) -> dict[str, Any]:
+    """The rule for the object at ``of`` (``self`` or ``self.fallback``); ``prefix`` starts
+    each message after the stage's name."""
+    guard = "" if of == "self" else f"!has({of}) || "
+    rule = f"{guard}(has({of}.processor) ? !has({of}.command) : has({of}.image))"
+    which = (f"(has({of}.processor) ? '{_NOT_BOTH}' : has({of}.command) ? "
+             f"'{command_needs_image}' : '{_PROCESSOR_OR_IMAGE}')")
+    return cel_rule(rule, f"{prefix}{_NOT_BOTH}; {command_needs_image}; {_PROCESSOR_OR_IMAGE}",
+                    field_path=field_path,
+                    message_expression=f"'stage ' + self.name + ': {prefix}' + {which}")
 
 
 class Fallback(ApiModel):
@@ -229,23 +234,16 @@ class Stage(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _stage_rule(
-                    "!(has(self.command) && has(self.processor))",
-                    "set either command or processor, not both",
-                ),
-                _stage_rule(
-                    "!has(self.command) || has(self.image)", "a stage with a command needs an image"
-                ),
-                _stage_rule(
-                    "has(self.processor) || has(self.image)",
-                    "set processor, or image (with or without command)",
-                ),
+                _one_way_to_run_rule("self", "", _COMMAND_NEEDS_IMAGE),
                 _stage_rule(
                     "!has(self.dependsOn) || !(self.name in self.dependsOn)",
                     "a stage cannot depend on itself",
                     field_path=".dependsOn",
                 ),
-                *_FALLBACK_RULES,
+                # A fallback's rules sit on the stage, so that their messages can name it (a
+                # CRD schema cannot recurse, so Fallback is a model of its own).
+                _one_way_to_run_rule("self.fallback", "fallback: ", _FALLBACK_COMMAND_NEEDS_IMAGE,
+                                     field_path=".fallback"),
             ]
         }
     )
@@ -420,7 +418,7 @@ class Stage(ApiModel):
 
 def _check_one_way_to_run(command: list[str] | None, processor: str | None, image: str | None,
                           what: str) -> None:
-    """The Python side of the CEL rules on a stage and on its fallback (the same three)."""
+    """The Python side of the CEL rule on a stage and on its fallback (`_one_way_to_run_rule`)."""
     if command is not None and processor is not None:
         raise ValueError("set either command or processor, not both")
     if command is not None and image is None:

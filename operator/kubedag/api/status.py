@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_serializer
 
-from kubedag.api._base import OPAQUE, ApiModel
+from kubedag.api._base import ATOMIC, OPAQUE, ApiModel
 from kubedag.api.cache import StageCacheStatus
 from kubedag.api.conditions import Condition
 from kubedag.api.pipeline import PipelineSpec
@@ -284,13 +284,14 @@ class PipelineRunStatus(ApiModel):
         default=None,
         description="The pipeline this run executes, copied at start so later edits of the "
         "Pipeline do not change a running run.",
-        json_schema_extra=OPAQUE,
+        json_schema_extra={**OPAQUE, **ATOMIC},
     )
     workspace: WorkspaceStatus | None = Field(
         default=None, description="The PersistentVolumeClaim mounted at /workspace, if any."
     )
     stages: dict[str, StageCheckpoint] | None = Field(
-        default=None, description="Checkpoint of every stage that has started, by stage name."
+        default=None, description="Checkpoint of every stage that has started, by stage name.",
+        json_schema_extra=ATOMIC,
     )
 
     @field_serializer("pipeline_spec")
