@@ -91,3 +91,49 @@ def test_a_failed_write_is_reported_so_the_run_is_re_derived() -> None:
     server.fail = True
     written, failed = _run(server, [{"phase": "Running"}])
     assert (written, failed) == ([], ["run"])
+
+
+def test_the_write_that_ends_the_run_does_not_wait_out_the_spacing() -> None:
+    """`kubectl wait` and the calling CI job wait for the end; nothing is left to fold into it.
+    A write that does not end the run still rests."""
+    server = SlowServer()
+    written_at: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        writer = StatusWriter(
+            server,  # type: ignore[arg-type]
+            lambda ref, old, new, patch, updated: written_at.append(
+                (new["phase"], loop.time() - began)),
+            lambda ref: None, min_spacing=2.0)
+        writer.submit(RUN, {}, {"phase": "Running", "progress": 1})
+        await asyncio.sleep(0.1)  # written; the next write rests two seconds
+        writer.submit(RUN, {}, {"phase": "Running", "progress": 2})
+        await asyncio.sleep(0.1)  # resting
+        writer.submit(RUN, {}, {"phase": "Succeeded", "progress": 3})
+        await writer.flush()
+
+    asyncio.run(main())
+    assert [phase for phase, _ in written_at] == ["Running", "Succeeded"]
+    assert written_at[1][1] < 1.0, written_at
+    assert server.status == {"phase": "Succeeded", "progress": 3}
+
+
+def test_a_finished_run_decided_before_its_rest_is_written_at_once() -> None:
+    server = SlowServer()
+    written_at: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        writer = StatusWriter(server,  # type: ignore[arg-type]
+                              lambda *a: written_at.append(loop.time() - began),
+                              lambda ref: None, min_spacing=2.0)
+        writer.submit(RUN, {}, {"phase": "Running"})
+        await asyncio.sleep(0.005)  # the first write is in flight
+        writer.submit(RUN, {}, {"phase": "Failed"})
+        await writer.flush()
+
+    asyncio.run(main())
+    assert len(written_at) == 2 and written_at[1] < 1.0, written_at
