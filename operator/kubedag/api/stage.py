@@ -420,8 +420,8 @@ def _check_one_way_to_run(command: list[str] | None, processor: str | None, imag
                           what: str) -> None:
     """The Python side of the CEL rule on a stage and on its fallback (`_one_way_to_run_rule`)."""
     if command is not None and processor is not None:
-        raise ValueError("set either command or processor, not both")
+        raise ValueError(_NOT_BOTH)
     if command is not None and image is None:
         raise ValueError(f"{what} with a command needs an image")
     if command is None and processor is None and image is None:
-        raise ValueError("set processor, or image (with or without command)")
+        raise ValueError(_PROCESSOR_OR_IMAGE)

@@ -107,9 +107,9 @@ class StatusWriter:
 
     async def _rest(self, uid: str, seconds: float) -> None:
         """Wait out the spacing, but no longer once the run's end has been decided."""
-        self._woken.setdefault(uid, asyncio.Event()).clear()
+        woken = self._woken[uid] = asyncio.Event()
         try:
-            await asyncio.wait_for(self._woken[uid].wait(), seconds)
+            await asyncio.wait_for(woken.wait(), seconds)
         except TimeoutError:
             pass
         finally:
