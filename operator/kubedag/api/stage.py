@@ -224,7 +224,8 @@ class Fallback(ApiModel):
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> Fallback:
-        _check_one_way_to_run(self.command, self.processor, self.image, "a fallback")
+        _check_one_way_to_run(self.command, self.processor, self.image,
+                              _FALLBACK_COMMAND_NEEDS_IMAGE)
         return self
 
 
@@ -412,16 +413,16 @@ class Stage(ApiModel):
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> Stage:
-        _check_one_way_to_run(self.command, self.processor, self.image, "a stage")
+        _check_one_way_to_run(self.command, self.processor, self.image, _COMMAND_NEEDS_IMAGE)
         return self
 
 
 def _check_one_way_to_run(command: list[str] | None, processor: str | None, image: str | None,
-                          what: str) -> None:
+                          command_needs_image: str) -> None:
     """The Python side of the CEL rule on a stage and on its fallback (`_one_way_to_run_rule`)."""
     if command is not None and processor is not None:
         raise ValueError(_NOT_BOTH)
     if command is not None and image is None:
-        raise ValueError(f"{what} with a command needs an image")
+        raise ValueError(command_needs_image)
     if command is None and processor is None and image is None:
         raise ValueError(_PROCESSOR_OR_IMAGE)
