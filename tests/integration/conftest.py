@@ -22,7 +22,7 @@ from kubedag.testbed.provisioner import start_local_path_provisioner, stop_local
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.realnode_operator import InstalledOperator
 from tests.integration.realnode_support import RealNodeHandle
-from tests.integration.support import Cluster, wait_for
+from tests.integration.support import Cluster, install_crds
 
 _started: list[Cluster] = []
 
@@ -128,19 +128,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         )
 
 
-REPO = Path(__file__).resolve().parents[2]
-
-
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    """The generated CRDs, applied and Established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    # A CRD just created may have no status yet, which `kubectl wait` reports as an error.
-    wait_for(lambda: cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/pipelines.kubedag.io",
-        "crd/pipelineruns.kubedag.io", "crd/circuitbreakers.kubedag.io",
-        check=False).returncode == 0,
-             what="the CRDs Established", timeout=60)
+    """The generated CRDs and the PipelineRun's admission policy, applied and in force."""
+    install_crds(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client as k8s
 
+from kubedag.api.crd import KINDS
 from kubedag.testbed import ControlPlane
 
 T = TypeVar("T")
@@ -84,3 +86,32 @@ class Cluster:
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run_tool("helm", *args, check=check)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def install_crds(cluster: Cluster, *field_manager: str) -> None:
+    """Apply the generated crds/ (the CRDs and the PipelineRun's admission policy) and return
+    once the CRDs serve and the policy refuses what it should: the API server starts enforcing
+    a policy a moment after it is created, when its informer has seen the policy and binding."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", *field_manager,
+                    "-f", str(REPO / "crds"))
+    # A CRD just created may have no status yet, which `kubectl wait` reports as an error.
+    names = [f"crd/{kind.crd_name}" for kind in KINDS]
+    wait_for(lambda: cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                                     *names, check=False).returncode == 0,
+             what="the CRDs Established", timeout=60)
+    wait_for(lambda: _run_policy_refuses(cluster), what="the PipelineRun policy enforced",
+             timeout=60)
+
+
+def _run_policy_refuses(cluster: Cluster) -> bool:
+    """A server-side dry run of an inline run whose stage has no way to run: refused by the
+    policy (nothing is stored either way)."""
+    probe = {"apiVersion": "kubedag.io/v1alpha1", "kind": "PipelineRun",
+             "metadata": {"generateName": "policy-probe-"},
+             "spec": {"pipelineSpec": {"stages": [{"name": "s"}]}}}
+    result = cluster.kubectl("create", "--dry-run=server", "-n", "default", "-f", "-",
+                             check=False, input=json.dumps(probe))
+    return "ValidatingAdmissionPolicy" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -9,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubedag.api.crd import KINDS
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.support import Cluster, wait_for
+from tests.integration.support import Cluster, install_crds, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -21,17 +21,8 @@ FIELD_MANAGER = "kubedag-tests"
 
 @pytest.fixture(scope="module")
 def crd_cluster(cluster: Cluster) -> Cluster:
-    """Install (or update) the CRDs from crds/ and wait until they serve."""
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        f"--field-manager={FIELD_MANAGER}",
-        "-f",
-        str(ROOT / "crds"),
-    )
-    names = [f"crd/{kind.crd_name}" for kind in KINDS]
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    """Install (or update) the CRDs and the policy from crds/ and wait until they serve."""
+    install_crds(cluster, f"--field-manager={FIELD_MANAGER}")
     return cluster
 
 
@@ -210,9 +201,11 @@ def test_status_is_a_subresource(crd_cluster: Cluster, namespace: str) -> None:
     assert phase != "Failed"
 
 
+@pytest.mark.parametrize("kind", ["Pipeline", "PipelineRun"])
 def test_a_thousand_stage_pipeline_fits_the_cel_budget(
-    crd_cluster: Cluster, namespace: str, tmp_path: Path
+    crd_cluster: Cluster, namespace: str, tmp_path: Path, kind: str
 ) -> None:
+    """A Pipeline's rules run in its CRD; a run's inline pipeline's in the admission policy."""
     stages = [
         {
             "name": f"stage-{i:04d}",
@@ -221,12 +214,9 @@ def test_a_thousand_stage_pipeline_fits_the_cel_budget(
         }
         for i in range(1000)
     ]
-    manifest = {
-        "apiVersion": "kubedag.io/v1alpha1",
-        "kind": "Pipeline",
-        "metadata": {"name": "big"},
-        "spec": {"stages": stages},
-    }
+    spec = {"stages": stages} if kind == "Pipeline" else {"pipelineSpec": {"stages": stages}}
+    manifest = {"apiVersion": "kubedag.io/v1alpha1", "kind": kind, "metadata": {"name": "big"},
+                "spec": spec}
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(manifest))
     assert "serverside-applied" in apply(crd_cluster, namespace, path)
@@ -235,3 +225,64 @@ def test_a_thousand_stage_pipeline_fits_the_cel_budget(
     path.write_text(yaml.safe_dump(manifest))
     output = apply(crd_cluster, namespace, path, check=False)
     assert "every dependsOn must name a stage in stages" in output
+
+
+def test_the_run_policy_skips_status_writes_and_unchanged_pipelines(
+    crd_cluster: Cluster, namespace: str
+) -> None:
+    """The generated policy's scope, on a real API server, through a copy of it whose every
+    check fails, bound to this namespace alone. Its resources leave the operator's status
+    writes (`pipelineruns/status`) out: they never pay for the pipeline's rules, which is why
+    the rules left the CRD. Its match conditions leave out a run whose pipeline did not change:
+    a label or `suspend` on a run is not refused for the pipeline it already had."""
+    apply(crd_cluster, namespace, EXAMPLES / "hello-run.yaml")
+    generated = next(yaml.safe_load_all((ROOT / "crds" / "pipelineruns.kubedag.io.policy.yaml")
+                                        .read_text()))
+    name = f"refuse-every-pipeline-{namespace}"
+    refused = "refused by the test's copy"
+
+    def install_copy(*, match_conditions: bool) -> None:
+        spec = {**generated["spec"], "validations": [{"expression": "false", "message": refused}]}
+        if not match_conditions:
+            spec.pop("matchConditions")
+        binding = {"apiVersion": "admissionregistration.k8s.io/v1",
+                   "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+                   "spec": {"policyName": name, "validationActions": ["Deny"],
+                            "matchResources": {"namespaceSelector": {"matchLabels": {
+                                "kubernetes.io/metadata.name": namespace}}}}}
+        policy = {**generated, "metadata": {"name": name}, "spec": spec}
+        crd_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                            input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                              "items": [policy, binding]}))
+
+    def patched(*args: str) -> str:
+        result = crd_cluster.kubectl("patch", "-n", namespace, "kdpr", "hello", "--type=merge",
+                                     *args, check=False)
+        return result.stdout + result.stderr
+
+    tags = itertools.count()
+
+    def change_the_pipeline() -> str:
+        """Each time another pipeline: a patch repeating the last one would change nothing."""
+        return patched("-p", json.dumps({"spec": {"pipelineSpec": {"stages": [
+            {"name": "hello", "image": f"busybox:1.{next(tags)}"}]}}}))
+
+    def label(value: str) -> str:
+        return patched("-p", json.dumps({"metadata": {"labels": {"team": value}}}))
+
+    try:
+        install_copy(match_conditions=False)
+        wait_for(lambda: refused in label("a"), what="the copy refusing every run write")
+        assert "patched" in patched("--subresource=status", "-p",
+                                    json.dumps({"status": {"phase": "Running"}}))
+
+        install_copy(match_conditions=True)
+        wait_for(lambda: "patched" in label("b"), what="the copy with its match conditions")
+        assert "patched" in patched("-p", json.dumps({"spec": {"suspend": True}}))
+        assert refused in change_the_pipeline()
+        assert refused in crd_cluster.kubectl(
+            "create", "--dry-run=server", "-n", namespace, "-f",
+            str(EXAMPLES / "hello-run.yaml"), check=False).stderr
+    finally:
+        crd_cluster.kubectl("delete", "validatingadmissionpolicybinding,"
+                            "validatingadmissionpolicy", name, check=False)

@@ -86,16 +86,28 @@ def to_k8s(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# Key of a rule entry (never rendered into a CRD): the clause excusing what the schema itself
+# refuses, which an admission policy, running after the schema, leaves out.
+EXCUSED_WHEN = "x-kubedag-excused-when"
+
+
 def cel_rule(rule: str, message: str, *, field_path: str | None = None,
-             message_expression: str | None = None) -> JsonDict:
+             message_expression: str | None = None, excused_when: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry: a CEL rule the API server checks at apply time.
 
     Models carry their rules next to the pydantic validators that enforce the same thing in
     Python, so the CRD and the operator cannot disagree silently. A `message_expression` (CEL
     giving a string) names what is wrong where the user wrote it; `message` stays the fallback
-    the API server shows if the expression fails.
+    the API server shows if the expression fails. `excused_when` is CEL for input the schema
+    already refuses with a better message (duplicate list-map keys), in which case the rule
+    holds (`rule || excused_when`) rather than fail as well; in the CRD both are evaluated
+    together, while an admission policy only ever sees input the schema accepted and checks
+    the rule alone (`kubedag.api.admissionpolicy`).
     """
-    entry: JsonDict = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": f"{rule} || {excused_when}" if excused_when else rule,
+                       "message": message}
+    if excused_when:
+        entry[EXCUSED_WHEN] = excused_when
     if message_expression:
         entry["messageExpression"] = message_expression
     if field_path:

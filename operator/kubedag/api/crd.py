@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from kubedag.api.admissionpolicy import RULES, PlacedRule, policy_and_binding, take_rules
 from kubedag.api.breaker import CircuitBreaker, CircuitBreakerSpec, CircuitBreakerStatus
 from kubedag.api.cache import StageCacheEntry, StageCacheEntrySpec, StageCacheEntryStatus
 from kubedag.api.pipeline import Pipeline, PipelineSpec, PipelineStatus
@@ -43,6 +44,9 @@ class Kind:
     spec: type[BaseModel]
     status: type[BaseModel]
     printer_columns: tuple[dict[str, Any], ...]
+    # A subtree whose CEL rules an admission policy checks instead of the CRD
+    # (`kubedag.api.admissionpolicy` says why): written by users once, never by the operator.
+    rules_admitted: tuple[str, ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -123,6 +127,7 @@ KINDS: tuple[Kind, ...] = (
             },
             _AGE,
         ),
+        rules_admitted=("spec", "pipelineSpec"),
     ),
     Kind(
         kind="StageCacheEntry",
@@ -270,8 +275,30 @@ def _is_free_form(schema: Mapping[str, Any]) -> bool:
 
 def crd(kind: Kind) -> dict[str, Any]:
     """The CustomResourceDefinition manifest of one kind."""
+    return _crd_and_admitted_rules(kind)[0]
+
+
+def admission_policy(kind: Kind) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy and binding checking the rules of `kind.rules_admitted`."""
+    rules = _crd_and_admitted_rules(kind)[1]
+    return policy_and_binding(name=kind.crd_name, group=API_GROUP, plural=kind.plural,
+                              field=kind.rules_admitted, rules=rules)
+
+
+def _crd_and_admitted_rules(kind: Kind) -> tuple[dict[str, Any], list[PlacedRule]]:
+    """The CRD, less the rules of `kind.rules_admitted`, and those rules with their places."""
     spec_schema = structural_schema(kind.spec)
+    admitted: list[PlacedRule] = []
+    if kind.rules_admitted:
+        top, *below = kind.rules_admitted
+        assert top == "spec", "only rules under spec can move to an admission policy"
+        subtree = spec_schema
+        for name in below:
+            subtree = subtree["properties"][name]
+        admitted = take_rules(subtree)
     status_schema = structural_schema(kind.status)
+    for schema in (spec_schema, status_schema):
+        _public_rule_keys_only(schema)
     spec_schema["description"] = kind.model.model_fields["spec"].description
     status_schema["description"] = kind.model.model_fields["status"].description
     root = {
@@ -289,7 +316,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "required": ["spec"],
     }
-    return {
+    manifest = {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": kind.crd_name},
@@ -316,20 +343,38 @@ def crd(kind: Kind) -> dict[str, Any]:
             ],
         },
     }
+    return manifest, admitted
+
+
+def _public_rule_keys_only(node: Any) -> None:
+    """Drop kubedag's own keys from every CEL rule entry (the API server knows no others)."""
+    if isinstance(node, dict):
+        if RULES in node:
+            node[RULES] = [{key: value for key, value in entry.items()
+                            if not key.startswith("x-kubedag-")} for entry in node[RULES]]
+        for value in node.values():
+            _public_rule_keys_only(value)
+    elif isinstance(node, list):
+        for value in node:
+            _public_rule_keys_only(value)
 
 
 def _doc(model: type[BaseModel]) -> str:
     return " ".join((model.__doc__ or "").split())
 
 
-def render(manifest: Mapping[str, Any]) -> str:
+def render(*manifests: Mapping[str, Any]) -> str:
     """YAML with a stable key order, so regenerating produces no diff."""
-    return HEADER + yaml.safe_dump(dict(manifest), sort_keys=False, width=100)
+    return HEADER + yaml.safe_dump_all([dict(m) for m in manifests], sort_keys=False, width=100)
 
 
 def rendered_crds() -> dict[str, str]:
-    """File name → YAML text of every CRD."""
-    return {f"{kind.crd_name}.yaml": render(crd(kind)) for kind in KINDS}
+    """File name → YAML text of every CRD, and of the admission policy of those that have one
+    (it goes wherever the CRDs go: `kubectl apply -f crds/` and the chart's crds/ install both)."""
+    files = {f"{kind.crd_name}.yaml": render(crd(kind)) for kind in KINDS}
+    files |= {f"{kind.crd_name}.policy.yaml": render(*admission_policy(kind))
+              for kind in KINDS if kind.rules_admitted}
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,32 +94,36 @@ class PipelineSpec(ApiModel):
             # `[expr].all(names, ...)` binds `names` once (CRD CEL has no cel.bind): a map
             # lookup per dependency keeps the estimated cost linear in the number of stages.
             # `transformMapEntry` fails on a repeated key, so each rule lets duplicate names
-            # through (CEL's `||` absorbs an error when the other side is true): the list's
-            # map keys already reject them with "Duplicate value" at the right index, and a
-            # second, misleading message about dependsOn helps nobody. The duplicate check
-            # (quadratic) comes second so that a valid pipeline never pays for it. A
+            # through (`excused_when`; CEL's `||` absorbs an error when the other side is
+            # true): the list's map keys already reject them with "Duplicate value" at the
+            # right index, and a second, misleading message about dependsOn helps nobody. The
+            # duplicate check (quadratic) comes second so that a valid pipeline never pays for
+            # it, and a run's admission policy leaves it out (it sees no duplicates). A
             # messageExpression naming the missing stage is beyond the API server's cost
             # budget for 1,000 stages; `kubedag lint` and the Pipeline's Valid condition do.
             "x-kubernetes-validations": [
                 cel_rule(
                     f"[{_STAGE_NAMES}].all(names, self.stages.all(s, "
-                    f"!has(s.dependsOn) || s.dependsOn.all(d, d in names))) || {_HAS_DUPLICATES}",
+                    f"!has(s.dependsOn) || s.dependsOn.all(d, d in names)))",
                     "every dependsOn must name a stage in stages (`kubedag lint` names the "
                     "stage and the missing dependency)",
                     field_path=".stages",
+                    excused_when=_HAS_DUPLICATES,
                 ),
                 cel_rule(
                     f"!has(self.finally) || [{_STAGE_NAMES}].all(names, "
-                    f"self.finally.all(f, !(f.name in names))) || {_HAS_DUPLICATES}",
+                    "self.finally.all(f, !(f.name in names)))",
                     "finally stage names must differ from the names in stages",
                     field_path=".finally",
+                    excused_when=_HAS_DUPLICATES,
                 ),
                 cel_rule(
                     f"!has(self.finally) || [{_STAGE_NAMES}].all(names, "
                     "self.finally.all(f, !has(f.dependsOn) || f.dependsOn.all(d, "
-                    f"d in names || self.finally.exists(g, g.name == d)))) || {_HAS_DUPLICATES}",
+                    "d in names || self.finally.exists(g, g.name == d))))",
                     "every dependsOn of a finally stage must name a stage in stages or finally",
                     field_path=".finally",
+                    excused_when=_HAS_DUPLICATES,
                 ),
             ]
         }
