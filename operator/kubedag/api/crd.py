@@ -280,7 +280,10 @@ def crd(kind: Kind) -> dict[str, Any]:
 
 def admission_policy(kind: Kind) -> list[dict[str, Any]]:
     """The ValidatingAdmissionPolicy and binding checking the rules of `kind.rules_admitted`."""
-    rules = _crd_and_admitted_rules(kind)[1]
+    return _policy(kind, _crd_and_admitted_rules(kind)[1])
+
+
+def _policy(kind: Kind, rules: list[PlacedRule]) -> list[dict[str, Any]]:
     return policy_and_binding(name=kind.crd_name, group=API_GROUP, plural=kind.plural,
                               field=kind.rules_admitted, rules=rules)
 
@@ -291,7 +294,9 @@ def _crd_and_admitted_rules(kind: Kind) -> tuple[dict[str, Any], list[PlacedRule
     admitted: list[PlacedRule] = []
     if kind.rules_admitted:
         top, *below = kind.rules_admitted
-        assert top == "spec", "only rules under spec can move to an admission policy"
+        if top != "spec":
+            raise ValueError(f"{kind.kind}: only rules under spec can move to an admission "
+                             f"policy, not under {top}")
         subtree = spec_schema
         for name in below:
             subtree = subtree["properties"][name]
@@ -371,9 +376,12 @@ def render(*manifests: Mapping[str, Any]) -> str:
 def rendered_crds() -> dict[str, str]:
     """File name → YAML text of every CRD, and of the admission policy of those that have one
     (it goes wherever the CRDs go: `kubectl apply -f crds/` and the chart's crds/ install both)."""
-    files = {f"{kind.crd_name}.yaml": render(crd(kind)) for kind in KINDS}
-    files |= {f"{kind.crd_name}.policy.yaml": render(*admission_policy(kind))
-              for kind in KINDS if kind.rules_admitted}
+    files: dict[str, str] = {}
+    for kind in KINDS:
+        manifest, admitted = _crd_and_admitted_rules(kind)
+        files[f"{kind.crd_name}.yaml"] = render(manifest)
+        if kind.rules_admitted:
+            files[f"{kind.crd_name}.policy.yaml"] = render(*_policy(kind, admitted))
     return files
 
 
