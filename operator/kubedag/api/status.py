@@ -289,9 +289,18 @@ class PipelineRunStatus(ApiModel):
     workspace: WorkspaceStatus | None = Field(
         default=None, description="The PersistentVolumeClaim mounted at /workspace, if any."
     )
+    # Opaque to the API server, like the snapshot above: only the operator writes it, from
+    # validated models, and the API server had walked the schema of every checkpoint on every
+    # status write. A merge patch of 6 checkpoints of a 900-stage run (244 KB) cost the API
+    # server 202-221 ms of CPU with the checkpoints' schema and 81-83 ms without it. Tekton and
+    # Argo Workflows keep their whole status schemaless, for the same reason.
     stages: dict[str, StageCheckpoint] | None = Field(
-        default=None, description="Checkpoint of every stage that has started, by stage name.",
-        json_schema_extra=ATOMIC,
+        default=None,
+        description="Checkpoint of every stage that has started, by stage name: phase, "
+        "reason, message, attempts, job, startTime, finishTime, exitCode, outputs and the "
+        "rest of kubedag's StageCheckpoint (written by the operator only, so not validated "
+        "again by the API server).",
+        json_schema_extra={**OPAQUE, **ATOMIC},
     )
 
     @field_serializer("pipeline_spec")
